@@ -1,0 +1,107 @@
+"""Throughput of the functional core alone: parse, profile update, decide, learn.
+
+No Kafka and no Faust: this is the ceiling the worker's per-event overhead is measured
+against. Simulated customers send events and answer every decision with an outcome.
+
+    .venv/bin/python -m benchmarks.core_throughput --events 50000
+
+Writes ``benchmarks/results/core_throughput-<UTC time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+
+import orjson
+
+from engine.decide import DecideConfig
+from engine.pipeline import Limits, Record, process
+from engine.profile import Profile
+from models.policy import LogisticHeads
+from models.simulator import Population
+from topics.catalogue import TopicNames
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def run(events: int, customers: int, seed: int) -> dict[str, object]:
+    names = TopicNames("cx.")
+    pop = Population(customers, seed=seed)
+    profiles: dict[str, Profile] = {}
+    policy = LogisticHeads()
+    cfg, limits = DecideConfig(), Limits()
+    now_ms = 1_800_000_000_000
+    offsets: dict[str, int] = {}
+    pending: list[tuple[str, dict[str, object]]] = []
+    done = decided = 0
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while done < events:
+        batch = pop.activity(now_ms) if not pending else [pending.pop()[1]]
+        for ev in batch:
+            source = str(ev.pop("source"))
+            topic = names.source(source)
+            offsets[topic] = offsets.get(topic, -1) + 1
+            key = str(ev["customer_id"]).encode()
+            rec = Record(topic, 0, offsets[topic], key, orjson.dumps(ev))
+            result = process(
+                rec,
+                lambda cid: profiles.get(cid) or Profile(cid),
+                policy,
+                names,
+                cfg,
+                limits,
+                now_ms=now_ms,
+            )
+            if result.profile is not None:
+                profiles[result.profile.customer_id] = result.profile
+            if result.decision is not None and result.decision.acts:
+                decided += 1
+                outcome = pop.respond(result.decision.to_dict(), now_ms)[-1]
+                pending.append(("outcome", outcome))
+            done += 1
+        now_ms += 5
+    wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    return {
+        "benchmark": "core_throughput",
+        "events": done,
+        "decisions_acting": decided,
+        "customers": customers,
+        "wall_seconds": round(wall, 3),
+        "cpu_seconds": round(cpu, 3),
+        "events_per_second": round(done / wall, 1),
+        "cpu_microseconds_per_event": round(cpu / done * 1e6, 1),
+        "model_updates": policy.updates,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--customers", type=int, default=5_000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    result = run(args.events, args.customers, args.seed)
+    result["machine"] = {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "river": version("river"),
+        "orjson": version("orjson"),
+    }
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    result["measured_at"] = stamp
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"core_throughput-{stamp}.json"
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()

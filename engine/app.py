@@ -1,0 +1,148 @@
+"""The Faust shell around the functional core: topics and tables in, sends out.
+
+The agent reads raw bytes (Faust acks records it cannot decode, and acks a record
+whose agent raised), hands each record to :func:`engine.pipeline.process`, and carries
+out the result: the profile goes to the table, the sends go to the producer. Nothing
+escapes the agent as an exception; an unexpected error dead-letters the record with
+``internal_error`` so it is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from engine.decide import DecideConfig
+from engine.metrics import Metrics
+from engine.pipeline import Limits, Record, Result, process, reject
+from engine.profile import Profile
+from engine.settings import Settings
+from models.policy import LogisticHeads
+from topics.catalogue import TopicNames
+from topics.events import Rejection
+
+log = logging.getLogger("segue.worker")
+
+AGENT_NAME = "segue.ingest"
+PROFILE_TABLE = "profiles"
+
+
+def build_app(settings: Settings) -> faust.App:
+    """The worker app: one agent over every input topic and the per-customer profile table."""
+    credentials: Any = None
+    if settings.kafka_sasl_username:
+        credentials = faust.SASLCredentials(
+            username=settings.kafka_sasl_username,
+            password=settings.kafka_sasl_password,
+            mechanism="PLAIN",
+        )
+    datadir = settings.data_dir / f"worker-{settings.app_id}"
+    datadir.mkdir(parents=True, exist_ok=True)
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
+        broker_credentials=credentials,
+        store=settings.table_store,
+        datadir=str(datadir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        # Records published before the first worker started are customers' history too.
+        consumer_auto_offset_reset="earliest",
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        web_bind=settings.web_host,
+        autodiscover=False,
+    )
+    names = TopicNames(settings.topic_prefix)
+    inputs = app.topic(*names.inputs, schema=_raw())
+    profiles = app.Table(PROFILE_TABLE, partitions=settings.partitions, default=None, schema=_raw())
+    outputs: dict[str, faust.TopicT] = {}
+    metrics = Metrics()
+    policy = LogisticHeads(learning_rate=settings.learning_rate)
+    cfg = DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score)
+    limits = Limits(
+        max_event_bytes=settings.max_event_bytes,
+        max_future_ms=settings.max_future_skew_seconds * 1000,
+        partitions=settings.partitions,
+    )
+
+    def load(customer_id: str) -> Profile:
+        stored = profiles.get(customer_id.encode())
+        return Profile.decode(stored) if stored is not None else Profile(customer_id)
+
+    def out(topic: str) -> faust.TopicT:
+        if topic not in outputs:
+            outputs[topic] = app.topic(topic, schema=_raw())
+        return outputs[topic]
+
+    async def handle(rec: Record) -> None:
+        started = time.perf_counter()
+        now_ms = time.time_ns() // 1_000_000
+        try:
+            result = process(rec, load, policy, names, cfg, limits, now_ms=now_ms)
+        except Exception as exc:
+            log.exception("internal error on %s/%d@%d", rec.topic, rec.partition, rec.offset)
+            why = Rejection("internal_error", f"{type(exc).__name__}: {exc}")
+            result = reject(rec, why, names, now_ms=now_ms)
+        if result.profile is not None:
+            # Reassign, never mutate: only a set writes the changelog.
+            profiles[result.profile.customer_id.encode()] = result.profile.encode()
+        for s in result.sends:
+            await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
+        _observe(metrics, names, rec, result, started)
+
+    @app.agent(inputs, name=AGENT_NAME, concurrency=1)
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            msg = event.message
+            headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
+            await handle(
+                Record(
+                    msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers or ())
+                )
+            )
+
+    @app.page("/metrics")
+    class MetricsView(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp refuses a charset inside content_type=, so set the header itself.
+            return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return app
+
+
+def _raw() -> faust.Schema[bytes, bytes]:
+    """Raw bytes in and out: the agent validates, so Faust decodes (and drops) nothing.
+
+    A fresh schema per user: Faust mutates the schema it is given (a table sets its
+    serializers on it), so one shared instance would turn every topic back to JSON.
+    """
+    return faust.Schema(
+        key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
+    )
+
+
+def _observe(
+    metrics: Metrics, names: TopicNames, rec: Record, result: Result, started: float
+) -> None:
+    metrics.processing.observe(time.perf_counter() - started)
+    if result.event is None:
+        source = names.source_of(rec.topic) or "unknown"
+        metrics.events.labels(source=source, type="invalid").inc()
+    else:
+        metrics.events.labels(source=result.event.source, type=result.event.type).inc()
+    if result.rejection is not None:
+        metrics.dead_letters.labels(reason=result.rejection.error_class).inc()
+    elif result.status == "replayed":
+        metrics.replayed.inc()
+    elif result.decision is not None:
+        d = result.decision
+        metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()
+        metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
+    elif result.reward is not None:
+        metrics.rewards.labels(outcome="positive" if result.reward > 0 else "negative").inc()

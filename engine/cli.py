@@ -1,0 +1,203 @@
+"""The ``segue`` command line.
+
+Every failure a user can cause or fix (no Java, a taken port, a broker that is not
+there, a bad setting) ends in one line on stderr and exit status 1, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from engine.settings import Settings, SettingsError
+
+
+class CommandError(Exception):
+    """A one-line reason for the user; printed as ``segue: <reason>``."""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help()
+        return 2
+    run: Callable[[argparse.Namespace, Settings], int] = args.run
+    try:
+        return run(args, Settings.from_env())
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        if not _is_user_error(exc):
+            raise
+        print(f"segue: {exc}", file=sys.stderr)
+        return 1
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from engine.admin import AdminError
+    from engine.demo import DemoError
+    from engine.localkafka import LocalKafkaError
+
+    return isinstance(exc, CommandError | SettingsError | AdminError | LocalKafkaError | DemoError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="segue", description="Real-time customer journey orchestration on Apache Kafka."
+    )
+    sub = p.add_subparsers(title="commands")
+
+    kafka = sub.add_parser("kafka", help="a local Apache Kafka (KRaft) for development and tests")
+    ksub = kafka.add_subparsers(title="kafka commands")
+    fetch = ksub.add_parser("fetch", help="download the pinned Apache Kafka once (needs mvn)")
+    fetch.set_defaults(run=_kafka_fetch)
+    start = ksub.add_parser("start", help="fetch (once) and start a local broker on 127.0.0.1")
+    start.add_argument("--port", type=int, default=0, help="listener port (default: a free one)")
+    start.add_argument("--data-dir", type=Path, help="default: $SEGUE_DATA_DIR/kafka")
+    start.add_argument("--brokers", type=int, default=1, help="nodes in the cluster (1 or 3)")
+    start.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for it")
+    start.set_defaults(run=_kafka_start)
+    stop = ksub.add_parser("stop", help="stop the local broker started from --data-dir")
+    stop.add_argument("--data-dir", type=Path)
+    stop.set_defaults(run=_kafka_stop)
+    status = ksub.add_parser("status", help="is the local broker running, and where")
+    status.add_argument("--data-dir", type=Path)
+    status.set_defaults(run=_kafka_status)
+
+    cfg = sub.add_parser("config", help="print the effective configuration, secrets masked")
+    cfg.set_defaults(run=_config)
+
+    topics = sub.add_parser("topics", help="the topic catalogue")
+    tsub = topics.add_subparsers(title="topics commands")
+    create = tsub.add_parser("create", help="create the catalogue's topics (idempotent)")
+    create.add_argument("--partitions", type=int, help="default: $SEGUE_PARTITIONS")
+    create.add_argument("--replication-factor", type=int, help="default: $SEGUE_REPLICATION_FACTOR")
+    create.set_defaults(run=_topics_create)
+    tlist = tsub.add_parser("list", help="the catalogue and what exists on the cluster")
+    tlist.set_defaults(run=_topics_list)
+
+    worker = sub.add_parser("worker", help="run the Faust worker (ingest, profile, decide)")
+    worker.set_defaults(run=_worker)
+
+    demo = sub.add_parser("demo", help="the whole loop on a local broker with simulated customers")
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--duration", type=float, default=90.0, help="seconds of simulated traffic")
+    demo.add_argument("--rate", type=float, default=400.0, help="offered events per second")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.set_defaults(run=_demo)
+    return p
+
+
+def _kafka_dir(args: argparse.Namespace, settings: Settings) -> Path:
+    return Path(args.data_dir) if args.data_dir else settings.data_dir / "kafka"
+
+
+def _kafka_fetch(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import localkafka
+
+    libs = localkafka.ensure_distribution(
+        settings.cache_dir, progress=lambda line: print(line, file=sys.stderr)
+    )
+    print(f"Apache Kafka {localkafka.KAFKA_VERSION} ready in {libs}")
+    return 0
+
+
+def _kafka_start(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import localkafka
+
+    cluster = localkafka.start(
+        _kafka_dir(args, settings),
+        cache_dir=settings.cache_dir,
+        port=args.port,
+        brokers=args.brokers,
+        timeout=args.timeout,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    print(cluster.bootstrap)
+    return 0
+
+
+def _kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import localkafka
+
+    data_dir = _kafka_dir(args, settings)
+    print("stopped" if localkafka.stop(data_dir) else f"nothing running from {data_dir}")
+    return 0
+
+
+def _kafka_status(args: argparse.Namespace, settings: Settings) -> int:
+    from engine import localkafka
+
+    data_dir = _kafka_dir(args, settings)
+    info = localkafka.status(data_dir)
+    if info is None:
+        print(f"not running (nothing started from {data_dir})")
+        return 3
+    for node in info.nodes:
+        state = f"pid {node.pid}" if node.pid else "stopped"
+        print(f"node {node.node_id}: 127.0.0.1:{node.port} {state}")
+    alive = [n for n in info.nodes if n.pid]
+    print(f"bootstrap {info.bootstrap}: {len(alive)} of {len(info.nodes)} nodes running")
+    return 0 if alive else 3
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    for env, value, default, doc in settings.describe():
+        marker = "" if value == default else "   (set)"
+        print(f"{env}={value}{marker}\n    {doc} Default: {default or '(empty)'}")
+    return 0
+
+
+def _topics_create(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import replace
+
+    from engine.admin import create_topics
+
+    overrides = {}
+    if args.partitions is not None:
+        overrides["partitions"] = args.partitions
+    if args.replication_factor is not None:
+        overrides["replication_factor"] = args.replication_factor
+    settings = replace(settings, **overrides)
+    settings.validate()
+    asyncio.run(create_topics(settings))
+    return 0
+
+
+def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.admin import describe
+
+    for st in asyncio.run(describe(settings)):
+        where = "missing" if st.partitions is None else f"{st.partitions} partitions"
+        print(f"{st.spec.name:32} {where:16} {st.spec.purpose}")
+    return 0
+
+
+def _worker(args: argparse.Namespace, settings: Settings) -> int:
+    import faust
+
+    from engine.admin import check_inputs
+    from engine.app import build_app
+
+    asyncio.run(check_inputs(settings))
+    app = build_app(settings)
+    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    worker.execute_from_commandline()
+    return 0
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.demo import DemoOptions, run_demo
+
+    options = DemoOptions(
+        customers=args.customers, duration_s=args.duration, rate=args.rate, seed=args.seed
+    )
+    return run_demo(settings, options)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""``segue demo``: the whole loop on a local Apache Kafka with simulated customers.
+
+1. Start a fresh single-node Kafka on a free loopback port (fetched once by Maven).
+2. Create the topic catalogue and start one worker process.
+3. Wait until the worker answers a warm-up event, so latency is not start-up time.
+4. A simulated population sends web, support and purchase events (and a few broken
+   records) at a fixed rate, reads every decision from the decision log and answers
+   each action with outcome events drawn from its true response probabilities.
+5. Drain, print the summary, and stop everything it started, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from engine import localkafka
+from engine.actions import TRIGGERS
+from engine.admin import create_topics
+from engine.settings import Settings
+from engine.supervise import WorkerProcess
+from models.simulator import Population
+from topics.catalogue import TopicNames
+from topics.deadletter import ERROR_CLASS
+
+WARMUP_CUSTOMER = "demo-warmup"
+
+
+class DemoError(Exception):
+    """The demo could not go on; the reason is one line (plus the worker's log tail)."""
+
+
+@dataclass(frozen=True, slots=True)
+class DemoOptions:
+    customers: int = 2000
+    duration_s: float = 90.0
+    rate: float = 400.0
+    """Offered simulated activities per second (each is one or two events)."""
+    seed: int = 7
+    invalid_share: float = 0.01
+
+
+@dataclass(slots=True)
+class Tally:
+    sent: Counter[str] = field(default_factory=Counter)
+    invalid_sent: int = 0
+    triggers_sent: int = 0
+    decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
+    decisions_seen: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[int] = field(default_factory=list)
+    # (second half?, chosen p, random p, oracle p, converted) per marketing decision
+    marketing: list[tuple[bool, float, float, float, bool]] = field(default_factory=list)
+
+
+def run_demo(settings: Settings, opts: DemoOptions) -> int:
+    root = settings.data_dir / "demo"
+    kafka_dir = root / "kafka"
+    shutil.rmtree(root, ignore_errors=True)
+    say("[1/5] Apache Kafka: fetching once with Maven (cached after), starting on 127.0.0.1")
+    cluster = localkafka.start(kafka_dir, cache_dir=settings.cache_dir, progress=say)
+    worker: WorkerProcess | None = None
+    try:
+        settings = replace(
+            settings,
+            kafka_bootstrap=cluster.bootstrap,
+            topic_prefix="demo.",
+            app_id="segue-demo",
+            data_dir=root,
+            web_port=_free_port(),
+        )
+        say(f"      broker at {cluster.bootstrap}")
+        say("[2/5] creating topics")
+        asyncio.run(create_topics(settings, report=lambda line: None))
+        say("[3/5] starting the worker (log: " + str(root / "worker.log") + ")")
+        worker = WorkerProcess(settings, root / "worker.log")
+        worker.start()
+        tally = asyncio.run(_simulate(settings, opts, worker))
+        say("[5/5] stopping the worker and the broker")
+        print_summary(tally, opts)
+        return 0
+    finally:
+        if worker is not None:
+            worker.stop()
+        localkafka.stop(kafka_dir)
+
+
+async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess) -> Tally:
+    names = TopicNames(settings.topic_prefix)
+    pop = Population(opts.customers, seed=opts.seed)
+    tally = Tally()
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
+    consumer = AIOKafkaConsumer(
+        names.decision_log,
+        names.dlq,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await producer.start()
+    await consumer.start()
+    ready = asyncio.Event()
+    started = time.monotonic()
+
+    async def send(source: str, key: bytes | None, value: bytes) -> None:
+        await producer.send(names.source(source), value=value, key=key)
+
+    async def receive() -> None:
+        async for msg in consumer:
+            if msg.topic == names.dlq:
+                reason = dict(msg.headers).get(ERROR_CLASS, b"?").decode()
+                tally.dead_letters[reason] += 1
+                continue
+            d: dict[str, Any] = orjson.loads(msg.value or b"{}")
+            if d["customer_id"] == WARMUP_CUSTOMER:
+                ready.set()
+                continue
+            tally.decisions_seen += 1
+            tally.decisions[(d["action"], d["channel"] or "-")] += 1
+            tally.latencies_ms.append(d["decided_at_ms"] - d["event_time_ms"])
+            if d["action"] == "none":
+                continue
+            now_ms = time.time_ns() // 1_000_000
+            outcomes = pop.respond(d, now_ms)
+            expected = pop.expected(d)
+            if expected is not None:
+                late = time.monotonic() - started > opts.duration_s / 2
+                converted = outcomes[-1]["type"] == "converted"
+                tally.marketing.append((late, *expected, converted))
+            for ev in outcomes:
+                source = ev.pop("source")
+                tally.sent[source] += 1
+                await send(source, ev["customer_id"].encode(), orjson.dumps(ev))
+
+    receiver = asyncio.create_task(receive())
+    try:
+        say("      waiting for the worker to join the group and answer a warm-up event")
+        await _warm_up(send, ready, worker)
+        say(
+            f"[4/5] simulating {opts.customers} customers at {opts.rate:.0f} activities/s "
+            f"for {opts.duration_s:.0f}s"
+        )
+        started = time.monotonic()
+        await _offer_load(pop, opts, tally, send, started, worker)
+        await producer.flush()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (
+            tally.decisions_seen < tally.triggers_sent
+            or sum(tally.dead_letters.values()) < tally.invalid_sent
+        ):
+            await asyncio.sleep(0.5)
+        _progress(tally, time.monotonic() - started, final=True)
+    finally:
+        receiver.cancel()
+        await asyncio.gather(receiver, return_exceptions=True)
+        await consumer.stop()
+        await producer.stop()
+    return tally
+
+
+async def _warm_up(send: Any, ready: asyncio.Event, worker: WorkerProcess) -> None:
+    deadline = time.monotonic() + 120
+    n = 0
+    while not ready.is_set():
+        if not worker.alive:
+            raise DemoError(f"the worker exited during start-up:\n{worker.log_tail()}")
+        if time.monotonic() > deadline:
+            raise DemoError("the worker did not answer within 120 s")
+        n += 1
+        ev = {
+            "event_id": f"warmup-{n}",
+            "customer_id": WARMUP_CUSTOMER,
+            "type": "login",
+            "time": time.time_ns() // 1_000_000,
+        }
+        await send("web", WARMUP_CUSTOMER.encode(), orjson.dumps(ev))
+        try:
+            await asyncio.wait_for(ready.wait(), timeout=3)
+        except TimeoutError:
+            continue
+
+
+async def _offer_load(
+    pop: Population,
+    opts: DemoOptions,
+    tally: Tally,
+    send: Any,
+    started: float,
+    worker: WorkerProcess,
+) -> None:
+    done = 0
+    next_report = started + 5
+    while (elapsed := time.monotonic() - started) < opts.duration_s:
+        if not worker.alive:
+            raise DemoError(f"the worker died:\n{worker.log_tail()}")
+        due = int(elapsed * opts.rate) - done
+        now_ms = time.time_ns() // 1_000_000
+        for _ in range(due):
+            done += 1
+            if pop.rng.random() < opts.invalid_share:
+                source, key, value = pop.invalid_record()
+                tally.invalid_sent += 1
+                await send(source, key, value)
+                continue
+            for ev in pop.activity(now_ms):
+                source = ev.pop("source")
+                tally.sent[source] += 1
+                tally.triggers_sent += f"{source}.{ev['type']}" in TRIGGERS
+                await send(source, ev["customer_id"].encode(), orjson.dumps(ev))
+        if time.monotonic() >= next_report:
+            _progress(tally, elapsed)
+            next_report += 5
+        await asyncio.sleep(0.01)
+
+
+def _progress(t: Tally, elapsed: float, final: bool = False) -> None:
+    acted = sum(n for (action, _), n in t.decisions.items() if action != "none")
+    label = "drained" if final else f"t={elapsed:4.0f}s"
+    say(
+        f"      {label}  events sent {sum(t.sent.values()) + t.invalid_sent:7d}  "
+        f"decisions {t.decisions_seen:6d} (acting {acted})  "
+        f"dead-lettered {sum(t.dead_letters.values())}  "
+        f"p50 {_pct(t.latencies_ms, 50):.0f} ms"
+    )
+
+
+def print_summary(t: Tally, opts: DemoOptions) -> None:
+    sent = sum(t.sent.values()) + t.invalid_sent
+    lines = ["", "Segue demo summary", "=================="]
+    by_source = ", ".join(f"{s} {n}" for s, n in sorted(t.sent.items()))
+    lines.append(f"events in          {sent} ({by_source}, invalid {t.invalid_sent})")
+    lines.append(f"decisions          {t.decisions_seen} for {t.triggers_sent} decision points")
+    for (action, channel), n in sorted(t.decisions.items(), key=lambda kv: -kv[1]):
+        lines.append(f"  {action:24} {channel:6} {n:7d}")
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(t.dead_letters.items())) or "none"
+    lines.append(f"dead-lettered      {sum(t.dead_letters.values())} ({reasons})")
+    lines.append(
+        f"event-to-decision  p50 {_pct(t.latencies_ms, 50):.0f} ms, "
+        f"p99 {_pct(t.latencies_ms, 99):.0f} ms (event time to decision, same host clock)"
+    )
+    late = [m for m in t.marketing if m[0]]
+    if late:
+        n = len(late)
+        learned = sum(m[1] for m in late) / n
+        rand = sum(m[2] for m in late) / n
+        oracle = sum(m[3] for m in late) / n
+        observed = sum(m[4] for m in late) / n
+        lift = (learned - rand) / (oracle - rand) if oracle > rand else 0.0
+        lines.append(f"conversion, second half of the run ({n} marketing decisions):")
+        lines.append(f"  learned policy   {learned:6.1%} expected, {observed:6.1%} observed")
+        lines.append(f"  random policy    {rand:6.1%} expected on the same decisions")
+        lines.append(f"  oracle policy    {oracle:6.1%} expected")
+        lines.append(f"  learned lift over random is {lift:.0%} of the oracle's")
+    print("\n".join(lines), flush=True)
+
+
+def _pct(values: list[int], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return float(ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))])
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)

@@ -1,0 +1,58 @@
+"""Segue's service-level Prometheus metrics: one registry, base units, bounded labels.
+
+No customer id or other unbounded value is ever a label.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+# Buckets span a healthy few milliseconds up to the multi-second tail a rebalance causes.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events = Counter(
+            "segue_events_consumed",
+            "Input records consumed, by source and event type (invalid when rejected).",
+            ["source", "type"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "segue_dead_letters", "Records sent to the dead-letter topic.", ["reason"], registry=r
+        )
+        self.decisions = Counter(
+            "segue_decisions",
+            "Decisions made, by action and channel.",
+            ["action", "channel"],
+            registry=r,
+        )
+        self.replayed = Counter(
+            "segue_replayed_events",
+            "Events skipped because their source offset was already applied.",
+            registry=r,
+        )
+        self.rewards = Counter(
+            "segue_model_rewards",
+            "Outcomes the model learned from, by result.",
+            ["outcome"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "segue_event_to_decision_seconds",
+            "From the event's time to its decision being handed to the producer.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.processing = Histogram(
+            "segue_processing_seconds",
+            "Time spent processing one input record inside the worker.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,121 @@
+"""Segue's one settings object.
+
+Each field reads the environment variable ``SEGUE_<FIELD NAME IN CAPITALS>``. The
+``doc`` of each field below is the reference documentation: ``segue config`` prints it
+next to the effective value, and the README's table is generated from it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SEGUE_"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value its setting cannot take."""
+
+
+def _opt(default: Any, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    kafka_bootstrap: str = _opt(
+        "127.0.0.1:9092", "Kafka bootstrap servers, comma-separated host:port."
+    )
+    kafka_sasl_username: str = _opt("", "SASL/PLAIN user name; empty means a PLAINTEXT connection.")
+    kafka_sasl_password: str = _opt("", "SASL/PLAIN password.", secret=True)
+    topic_prefix: str = _opt("cx.", "Prefix of every topic name (cx.web, cx.decisions.log, ...).")
+    app_id: str = _opt("segue", "Consumer group id and prefix of the worker's changelog topics.")
+    data_dir: Path = _opt(
+        Path("var"), "Local state: the worker's table stores and the local Kafka's data."
+    )
+    cache_dir: Path = _opt(
+        Path.home() / ".cache" / "segue",
+        "Downloads kept between runs (the Apache Kafka jars fetched by Maven).",
+    )
+    partitions: int = _opt(
+        3, "Partitions of every customer-keyed topic; all must match for co-partitioning."
+    )
+    replication_factor: int = _opt(1, "Replication factor of the topics Segue creates.")
+    table_store: str = _opt(
+        "memory://",
+        "Faust table store URL: memory:// (rebuilt from the changelog at start) "
+        "or rocksdb:// (kept on disk in data_dir).",
+    )
+    web_host: str = _opt("127.0.0.1", "Address the worker's web server (/metrics) binds.")
+    web_port: int = _opt(6066, "Port of the worker's web server.")
+    log_level: str = _opt("info", "Worker log level: debug, info, warning or error.")
+    max_event_bytes: int = _opt(
+        1_048_576, "Largest accepted event value in bytes; larger ones are dead-lettered."
+    )
+    max_future_skew_seconds: int = _opt(
+        300, "How far ahead of the worker's clock an event time may be before rejection."
+    )
+    exploration_rate: float = _opt(
+        0.1, "Share of decisions that explore a random eligible action (epsilon-greedy)."
+    )
+    learning_rate: float = _opt(0.05, "SGD step size of the next-best-action model heads.")
+    min_score: float = _opt(
+        0.0, "Stay quiet when the best eligible action scores below this propensity."
+    )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(env_name(f.name))
+            if raw is None:
+                continue
+            values[f.name] = _convert(f.name, raw, type(f.default))
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.partitions < 1:
+            raise SettingsError(f"{env_name('partitions')} must be at least 1")
+        if self.replication_factor < 1:
+            raise SettingsError(f"{env_name('replication_factor')} must be at least 1")
+        if not 0.0 <= self.exploration_rate <= 1.0:
+            raise SettingsError(f"{env_name('exploration_rate')} must be between 0 and 1")
+        if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
+            raise SettingsError(f"{env_name('log_level')} must be debug, info, warning or error")
+        if not self.table_store.startswith(("memory://", "rocksdb://")):
+            raise SettingsError(f"{env_name('table_store')} must be memory:// or rocksdb://")
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``SEGUE_*`` variables, for a child process (a worker)."""
+        return {env_name(f.name): str(getattr(self, f.name)) for f in fields(self)}
+
+    def describe(self) -> list[tuple[str, str, str, str]]:
+        """(variable, effective value, default, doc) per setting, secrets masked."""
+        rows = []
+        for f in fields(self):
+            value, default = getattr(self, f.name), f.default
+            if f.metadata["secret"]:
+                value = "****" if value else ""
+            rows.append((env_name(f.name), str(value), str(default), f.metadata["doc"]))
+        return rows
+
+
+def env_name(field_name: str) -> str:
+    return ENV_PREFIX + field_name.upper()
+
+
+def _convert(name: str, raw: str, kind: type[Any]) -> Any:
+    try:
+        if kind is bool:
+            return raw.strip().lower() in {"1", "true", "yes", "on"}
+        if issubclass(kind, Path):
+            return Path(raw).expanduser()
+        return kind(raw)
+    except ValueError:
+        raise SettingsError(f"{env_name(name)}={raw!r} is not a valid {kind.__name__}") from None

@@ -1,0 +1,6 @@
+"""Features, next-best-action policies and the customer simulator."""
+
+from models.features import features
+from models.policy import LogisticHeads, Policy
+
+__all__ = ["LogisticHeads", "Policy", "features"]

@@ -1,0 +1,203 @@
+"""A synthetic customer population that knows its own true response probabilities.
+
+Each customer has hidden traits — a segment and a preferred device — that shape both
+what they do (deal seekers search and fill carts, browsers view products, loyal
+customers order) and how they answer each action and channel. Because the simulator
+knows the true probability of a conversion for every candidate, the expected
+conversion of the oracle policy and of a random policy can be computed exactly for
+the very decisions the engine made.
+
+Everything is driven by one seeded generator and explicit times: no wall clock.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+SEGMENTS = ("deal_seeker", "browser", "loyal")
+CATEGORIES = ("shoes", "outdoor", "kitchen", "books", "toys", "beauty")
+
+# What each segment does in one step of activity: (source, type) -> weight.
+_BEHAVIOUR: dict[str, dict[tuple[str, str], float]] = {
+    "deal_seeker": {
+        ("web", "search"): 0.35,
+        ("web", "product_view"): 0.2,
+        ("web", "add_to_cart"): 0.25,
+        ("web", "page_view"): 0.12,
+        ("web", "checkout_started"): 0.05,
+        ("purchase", "order_placed"): 0.03,
+    },
+    "browser": {
+        ("web", "product_view"): 0.55,
+        ("web", "page_view"): 0.3,
+        ("web", "search"): 0.06,
+        ("web", "add_to_cart"): 0.06,
+        ("purchase", "order_placed"): 0.03,
+    },
+    "loyal": {
+        ("web", "product_view"): 0.3,
+        ("web", "add_to_cart"): 0.2,
+        ("web", "page_view"): 0.2,
+        ("web", "checkout_started"): 0.15,
+        ("purchase", "order_placed"): 0.15,
+    },
+}
+
+# How strongly each segment answers each marketing action (before the channel factor).
+_ACTION_EFFECT: dict[str, dict[str, float]] = {
+    "discount_offer": {"deal_seeker": 0.40, "browser": 0.04, "loyal": 0.06},
+    "product_recommendation": {"deal_seeker": 0.05, "browser": 0.35, "loyal": 0.20},
+    "cart_reminder": {"deal_seeker": 0.30, "browser": 0.12, "loyal": 0.25},
+    "support_followup": {"deal_seeker": 0.5, "browser": 0.5, "loyal": 0.5},
+}
+_CHANNEL_FACTOR: dict[str, dict[str, float]] = {
+    "email": {"desktop": 1.0, "mobile": 0.45},
+    "push": {"desktop": 0.3, "mobile": 1.0},
+    "sms": {"desktop": 0.7, "mobile": 0.7},
+    "inapp": {"desktop": 0.6, "mobile": 0.6},
+    "agent": {"desktop": 1.0, "mobile": 1.0},
+}
+
+
+@dataclass(slots=True)
+class SimCustomer:
+    customer_id: str
+    segment: str
+    device: str
+    favourite: str
+    cart: dict[str, float] = field(default_factory=dict)
+    open_ticket: str | None = None
+    seq: int = 0
+
+
+class Population:
+    """``n`` customers with hidden traits, seeded.
+
+    >>> pop = Population(100, seed=1)
+    >>> ev = pop.activity(1_700_000_000_000)[-1]
+    >>> ev["customer_id"], ev["type"], ev["time"]
+    ('sim-000074', 'search', 1700000000000)
+    >>> c = pop.by_id["sim-000074"]; c.segment, c.device
+    ('deal_seeker', 'desktop')
+    >>> pop.true_propensity("sim-000074", "discount_offer", "email")
+    0.4
+    """
+
+    def __init__(self, n: int, *, seed: int, id_prefix: str = "sim") -> None:
+        self.rng = random.Random(seed)
+        self.customers = [
+            SimCustomer(
+                customer_id=f"{id_prefix}-{i:06d}",
+                segment=self.rng.choice(SEGMENTS),
+                device="mobile" if self.rng.random() < 0.5 else "desktop",
+                favourite=self.rng.choice(CATEGORIES),
+            )
+            for i in range(n)
+        ]
+        self.by_id = {c.customer_id: c for c in self.customers}
+
+    def activity(self, now_ms: int) -> list[dict[str, Any]]:
+        """One step of one random customer: one or two events, each with its ``source``."""
+        c = self.rng.choice(self.customers)
+        out: list[dict[str, Any]] = []
+        if c.open_ticket is not None and self.rng.random() < 0.12:
+            out.append(
+                self._event(c, "support", "ticket_resolved", now_ms, ticket_id=c.open_ticket)
+            )
+            c.open_ticket = None
+        elif c.open_ticket is None and self.rng.random() < 0.01:
+            c.open_ticket = f"t-{c.customer_id}-{c.seq}"
+            out.append(self._event(c, "support", "ticket_opened", now_ms, ticket_id=c.open_ticket))
+        kinds = _BEHAVIOUR[c.segment]
+        source, etype = self.rng.choices(list(kinds), weights=list(kinds.values()))[0]
+        out.append(self._behave(c, source, etype, now_ms))
+        return out
+
+    def _behave(self, c: SimCustomer, source: str, etype: str, now_ms: int) -> dict[str, Any]:
+        category = c.favourite if self.rng.random() < 0.7 else self.rng.choice(CATEGORIES)
+        if etype == "add_to_cart":
+            product = f"p-{category}-{self.rng.randrange(50)}"
+            price = round(self.rng.uniform(5, 120), 2)
+            c.cart[product] = price
+            return self._event(
+                c, source, etype, now_ms, product_id=product, category=category, price=price
+            )
+        if etype == "product_view":
+            product = f"p-{category}-{self.rng.randrange(50)}"
+            return self._event(c, source, etype, now_ms, product_id=product, category=category)
+        if etype == "search":
+            query = "sale" if c.segment == "deal_seeker" else category
+            return self._event(c, source, etype, now_ms, query=query)
+        if etype == "order_placed":
+            amount = round(sum(c.cart.values()) or self.rng.uniform(10, 80), 2)
+            c.cart.clear()
+            return self._event(c, source, etype, now_ms, order_id=f"o-{c.seq}", amount=amount)
+        return self._event(c, source, etype, now_ms)
+
+    def _event(
+        self, c: SimCustomer, source: str, etype: str, now_ms: int, **data: Any
+    ) -> dict[str, Any]:
+        c.seq += 1
+        ev: dict[str, Any] = {
+            "source": source,
+            "event_id": f"{c.customer_id}-{c.seq}",
+            "customer_id": c.customer_id,
+            "type": etype,
+            "time": now_ms,
+            **data,
+        }
+        if source == "web":
+            own = self.rng.random() < 0.85
+            ev["device"] = c.device if own else ("desktop" if c.device == "mobile" else "mobile")
+        return ev
+
+    def true_propensity(self, customer_id: str, action: str, channel: str) -> float:
+        """The probability that this customer converts on this action and channel now."""
+        c = self.by_id[customer_id]
+        effect = _ACTION_EFFECT.get(action, {}).get(c.segment, 0.0)
+        if action == "cart_reminder" and not c.cart:
+            effect = 0.01
+        factor = _CHANNEL_FACTOR.get(channel, {}).get(c.device, 0.0)
+        return min(0.95, effect * factor)
+
+    def respond(self, decision: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+        """The outcome events a channel service reports for a decision that acts."""
+        c = self.by_id[decision["customer_id"]]
+        p = self.true_propensity(c.customer_id, decision["action"], decision["channel"])
+        result = "converted" if self.rng.random() < p else "dismissed"
+        common = {"decision_id": decision["decision_id"], "channel": decision["channel"]}
+        return [
+            self._event(c, "outcome", "delivered", now_ms, **common),
+            self._event(c, "outcome", result, now_ms, **common),
+        ]
+
+    def expected(self, decision: dict[str, Any]) -> tuple[float, float, float] | None:
+        """(chosen, random, oracle) expected conversion over the eligible marketing candidates.
+
+        None when the decision had no marketing choice to make.
+        """
+        if decision.get("action_class") != "marketing":
+            return None
+        cid = decision["customer_id"]
+        ps = [
+            self.true_propensity(cid, cand["action"], cand["channel"])
+            for cand in decision["candidates"]
+            if cand["eligible"] and cand["action"] != "support_followup"
+        ]
+        if not ps:
+            return None
+        chosen = self.true_propensity(cid, decision["action"], decision["channel"])
+        return chosen, sum(ps) / len(ps), max(ps)
+
+    def invalid_record(self) -> tuple[str, bytes | None, bytes]:
+        """A bad record as an upstream bug would send it: (source, key, value)."""
+        c = self.rng.choice(self.customers)
+        key = c.customer_id.encode()
+        kind = self.rng.randrange(3)
+        if kind == 0:
+            return "web", key, b'{"event_id": "broken", "customer_id": '
+        if kind == 1:
+            return "web", key, b'{"event_id": "x", "customer_id": "%s", "type": "teleport"}' % key
+        return "purchase", key, b'{"event_id": "y", "type": "order_placed", "time": 0}'

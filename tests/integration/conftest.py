@@ -1,0 +1,184 @@
+"""Integration fixtures: one real Apache Kafka for the session, a worker per test module.
+
+Every worker gets its own topic prefix and consumer group, so modules never see each
+other's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import ConsumerRecord
+
+from engine import localkafka
+from engine.admin import create_topics
+from engine.settings import Settings
+from engine.supervise import WorkerProcess
+from topics.catalogue import TopicNames
+
+pytestmark = pytest.mark.integration
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SEGUE_CACHE_DIR", Path.home() / ".cache" / "segue"))
+
+
+@pytest.fixture(scope="session")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localkafka.ClusterInfo]:
+    """A single-node Apache Kafka on a free loopback port, stopped after the session."""
+    data_dir = tmp_path_factory.mktemp("kafka")
+    cluster = localkafka.start(data_dir, cache_dir=cache_dir())
+    try:
+        yield cluster
+    finally:
+        localkafka.stop(data_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def event(etype: str, customer_id: str, event_id: str | None = None, **data: Any) -> dict[str, Any]:
+    return {
+        "event_id": event_id or f"{etype}-{uuid.uuid4().hex[:10]}",
+        "customer_id": customer_id,
+        "type": etype,
+        "time": time.time_ns() // 1_000_000,
+        **data,
+    }
+
+
+@dataclass
+class Segue:
+    """A running worker and the ways a test talks to it through Kafka."""
+
+    settings: Settings
+    worker: WorkerProcess
+
+    @property
+    def names(self) -> TopicNames:
+        return TopicNames(self.settings.topic_prefix)
+
+    def produce(
+        self,
+        source: str,
+        records: list[dict[str, Any] | tuple[bytes | None, bytes | None]],
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Send events (dicts keyed by their customer_id) or raw (key, value) pairs, in order."""
+
+        async def run() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap)
+            await producer.start()
+            try:
+                for rec in records:
+                    if isinstance(rec, dict):
+                        key, value = rec["customer_id"].encode(), orjson.dumps(rec)
+                    else:
+                        key, value = rec
+                    await producer.send_and_wait(
+                        self.names.source(source), value=value, key=key, headers=headers
+                    )
+            finally:
+                await producer.stop()
+
+        asyncio.run(run())
+
+    def consume(
+        self,
+        topic: str,
+        until: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
+        timeout: float = 45.0,
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Read ``topic`` from the start until ``until(records)`` holds or time runs out."""
+
+        async def run() -> list[ConsumerRecord[bytes, bytes]]:
+            consumer = AIOKafkaConsumer(
+                topic,
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                auto_offset_reset="earliest",
+                enable_auto_commit=False,
+            )
+            await consumer.start()
+            seen: list[ConsumerRecord[bytes, bytes]] = []
+            deadline = time.monotonic() + timeout
+            try:
+                while not until(seen) and time.monotonic() < deadline:
+                    batch = await consumer.getmany(timeout_ms=500)
+                    for recs in batch.values():
+                        seen.extend(recs)
+            finally:
+                await consumer.stop()
+            return seen
+
+        return asyncio.run(run())
+
+    def decisions(
+        self,
+        topic: str,
+        customer_id: str,
+        until: Callable[[list[dict[str, Any]]], bool],
+        timeout: float = 45.0,
+    ) -> list[dict[str, Any]]:
+        """Decisions for one customer on ``topic``, read until ``until`` holds."""
+
+        def mine(recs: list[ConsumerRecord[bytes, bytes]]) -> list[dict[str, Any]]:
+            docs = [orjson.loads(r.value or b"{}") for r in recs]
+            return [d for d in docs if d.get("customer_id") == customer_id]
+
+        return mine(self.consume(topic, lambda recs: until(mine(recs)), timeout))
+
+
+def start_segue(kafka: localkafka.ClusterInfo, tmp: Path, **overrides: Any) -> Segue:
+    tag = uuid.uuid4().hex[:8]
+    settings = replace(
+        Settings.from_env({}),
+        kafka_bootstrap=kafka.bootstrap,
+        topic_prefix=f"t{tag}.",
+        app_id=f"segue-test-{tag}",
+        data_dir=tmp,
+        web_port=free_port(),
+        **overrides,
+    )
+    asyncio.run(create_topics(settings, report=lambda line: None))
+    segue = Segue(settings, WorkerProcess(settings, tmp / "worker.log"))
+    segue.worker.start()
+    wait_ready(segue)
+    return segue
+
+
+def wait_ready(segue: Segue, timeout: float = 120.0) -> None:
+    """Until the worker decides a warm-up event: it has joined the group and is consuming."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert segue.worker.alive, f"worker exited:\n{segue.worker.log_tail()}"
+        customer = f"warmup-{uuid.uuid4().hex[:6]}"
+        segue.produce("web", [event("login", customer)])
+        got = segue.decisions(segue.names.decision_log, customer, bool, timeout=5)
+        if got:
+            return
+    raise AssertionError(f"worker not ready in {timeout}s:\n{segue.worker.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def segue(
+    kafka: localkafka.ClusterInfo, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Segue]:
+    running = start_segue(kafka, tmp_path_factory.mktemp("segue"))
+    try:
+        yield running
+    finally:
+        running.worker.stop()

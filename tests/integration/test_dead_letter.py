@@ -1,0 +1,61 @@
+"""Scenario: malformed and schema-invalid records arrive between valid events.
+
+We expect each bad record exactly once on the dead-letter topic, with its original key,
+value and headers and the reason; the worker keeps running and decides what follows.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+
+import orjson
+import pytest
+
+from tests.integration.conftest import Segue, event
+from topics.deadletter import reason_of
+
+pytestmark = pytest.mark.integration
+
+
+def test_bad_records_are_dead_lettered_once_and_valid_ones_still_decided(segue: Segue) -> None:
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    key = customer.encode()
+    bad = [
+        (key, b'{"event_id": "m1", "customer_id": '),  # truncated JSON
+        (key, orjson.dumps({**event("add_to_cart", customer), "price": "free"})),
+        (key, orjson.dumps(event("teleport", customer))),  # unknown type
+        (key, orjson.dumps({"type": "login", "time": 0})),  # no ids
+        (key, None),  # tombstone
+        (key, b"\xff\xfe\x00"),  # not UTF-8
+    ]
+    segue.produce("web", bad, headers=[("trace", b"abc")])
+    segue.produce("web", [event("search", customer, event_id="after-bad", query="x")])
+
+    def mine(recs: list) -> list:  # type: ignore[type-arg]
+        return [r for r in recs if r.key == key]
+
+    dead = mine(segue.consume(segue.names.dlq, lambda recs: len(mine(recs)) >= len(bad)))
+    # Read on a little to prove nothing arrives twice.
+    dead = mine(segue.consume(segue.names.dlq, lambda recs: False, timeout=3))
+    assert [r.value for r in dead] == [value for _, value in bad]
+    reasons = [reason_of(r.headers) for r in dead]
+    assert Counter(r["segue.error.class"] for r in reasons) == Counter(
+        {
+            "malformed_json": 1,
+            "schema_invalid": 2,
+            "unknown_event_type": 1,
+            "tombstone": 1,
+            "bad_encoding": 1,
+        }
+    )
+    for r, why in zip(dead, reasons, strict=True):
+        assert ("trace", b"abc") in r.headers
+        assert why["segue.source.topic"] == segue.names.source("web")
+        assert int(why["segue.source.offset"]) >= 0 and why["segue.error.message"]
+
+    decided = segue.decisions(
+        segue.names.decision_log, customer, lambda ds: any(d["event_id"] == "after-bad" for d in ds)
+    )
+    assert [d["event_id"] for d in decided] == ["after-bad"]
+    assert segue.worker.alive

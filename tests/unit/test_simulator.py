@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from models.simulator import Population
+
+
+def test_population_is_reproducible_under_a_seed() -> None:
+    a, b = Population(50, seed=3), Population(50, seed=3)
+    assert [a.activity(1000) for _ in range(100)] == [b.activity(1000) for _ in range(100)]
+
+
+def test_oracle_is_at_least_random_and_chosen_lies_between_bounds() -> None:
+    pop = Population(200, seed=4)
+    for c in pop.customers[:50]:
+        decision = {
+            "customer_id": c.customer_id,
+            "action": "discount_offer",
+            "channel": "sms",
+            "action_class": "marketing",
+            "candidates": [
+                {"action": a, "channel": ch, "eligible": True}
+                for a, ch in [("discount_offer", "sms"), ("product_recommendation", "push")]
+            ],
+        }
+        expected = pop.expected(decision)
+        assert expected is not None
+        chosen, rand, oracle = expected
+        both = [
+            pop.true_propensity(c.customer_id, "discount_offer", "sms"),
+            pop.true_propensity(c.customer_id, "product_recommendation", "push"),
+        ]
+        assert chosen == both[0]
+        assert (rand, oracle) == (sum(both) / 2, max(both))
+
+
+def test_segments_answer_differently() -> None:
+    pop = Population(300, seed=5)
+    deal = next(c for c in pop.customers if c.segment == "deal_seeker" and c.device == "desktop")
+    browser = next(c for c in pop.customers if c.segment == "browser" and c.device == "desktop")
+    assert pop.true_propensity(deal.customer_id, "discount_offer", "email") > (
+        pop.true_propensity(browser.customer_id, "discount_offer", "email")
+    )

@@ -1,0 +1,96 @@
+"""The topic catalogue of DESIGN.md, built from one configurable prefix.
+
+Every topic between the inputs and the outputs is keyed by ``customer_id`` and has the
+same partition count, so one customer's events, state and decisions share a partition
+number and are processed in order by one worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INPUT_SOURCES: tuple[str, ...] = ("web", "support", "purchase", "outcome", "consent")
+"""Input topics, one per kind of upstream producer."""
+
+CHANNELS: tuple[str, ...] = ("email", "sms", "push", "inapp", "agent")
+"""Delivery channels; each has its own decision topic. ``agent`` is for people (sales, service)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    compacted: bool
+    purpose: str
+    keyed_by_customer: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class TopicNames:
+    """Resolved topic names for one prefix (default ``cx.``)."""
+
+    prefix: str
+
+    def source(self, source: str) -> str:
+        return f"{self.prefix}{source}"
+
+    def decisions(self, channel: str) -> str:
+        return f"{self.prefix}decisions.{channel}"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return tuple(self.source(s) for s in INPUT_SOURCES)
+
+    @property
+    def decision_log(self) -> str:
+        return f"{self.prefix}decisions.log"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}dlq"
+
+    @property
+    def control(self) -> str:
+        return f"{self.prefix}control.journeys"
+
+    @property
+    def model_snapshots(self) -> str:
+        return f"{self.prefix}model.snapshots"
+
+    def source_of(self, topic: str) -> str | None:
+        """Map an input topic name back to its source (``cx.web`` -> ``web``)."""
+        if not topic.startswith(self.prefix):
+            return None
+        rest = topic[len(self.prefix) :]
+        return rest if rest in INPUT_SOURCES else None
+
+
+def topic_catalogue(prefix: str) -> list[TopicSpec]:
+    """Every topic Segue owns, in the order ``segue topics create`` makes them."""
+    names = TopicNames(prefix)
+    specs = [
+        TopicSpec(names.source(s), compacted=False, purpose=f"{s} events from upstream")
+        for s in INPUT_SOURCES
+    ]
+    specs += [
+        TopicSpec(names.decisions(c), compacted=False, purpose=f"decisions to deliver by {c}")
+        for c in CHANNELS
+    ]
+    specs += [
+        TopicSpec(names.decision_log, compacted=False, purpose="every decision, explained"),
+        TopicSpec(names.dlq, compacted=False, purpose="rejected records with reason headers"),
+        # These hold state (latest catalogue, latest model per key): compaction keeps the
+        # newest value of each key forever instead of expiring it with retention.
+        TopicSpec(
+            names.control,
+            compacted=True,
+            purpose="journey catalogue versions",
+            keyed_by_customer=False,
+        ),
+        TopicSpec(
+            names.model_snapshots,
+            compacted=True,
+            purpose="learned model snapshots",
+            keyed_by_customer=False,
+        ),
+    ]
+    return specs
