@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -40,10 +41,17 @@ def admin_client(settings: Settings) -> AIOKafkaAdminClient:
 async def describe(settings: Settings) -> list[TopicState]:
     """The catalogue's topics as they are on the cluster."""
     admin = admin_client(settings)
+    # aiokafka logs each failed connection attempt itself; the AdminError below already
+    # says it in one line, so keep its logger quiet while connecting.
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
     try:
         await admin.start()
     except (KafkaConnectionError, KafkaError, OSError) as exc:
         raise AdminError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
+    finally:
+        client_log.setLevel(level)
     try:
         specs = topic_catalogue(settings.topic_prefix)
         existing = set(await admin.list_topics())

@@ -97,7 +97,7 @@ def _kafka_dir(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _kafka_fetch(args: argparse.Namespace, settings: Settings) -> int:
-    from engine import localkafka
+    import engine.localkafka as localkafka
 
     libs = localkafka.ensure_distribution(
         settings.cache_dir, progress=lambda line: print(line, file=sys.stderr)
@@ -107,7 +107,7 @@ def _kafka_fetch(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _kafka_start(args: argparse.Namespace, settings: Settings) -> int:
-    from engine import localkafka
+    import engine.localkafka as localkafka
 
     cluster = localkafka.start(
         _kafka_dir(args, settings),
@@ -122,7 +122,7 @@ def _kafka_start(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
-    from engine import localkafka
+    import engine.localkafka as localkafka
 
     data_dir = _kafka_dir(args, settings)
     print("stopped" if localkafka.stop(data_dir) else f"nothing running from {data_dir}")
@@ -130,7 +130,7 @@ def _kafka_stop(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _kafka_status(args: argparse.Namespace, settings: Settings) -> int:
-    from engine import localkafka
+    import engine.localkafka as localkafka
 
     data_dir = _kafka_dir(args, settings)
     info = localkafka.status(data_dir)

@@ -12,17 +12,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from engine import localkafka
+import engine.localkafka as localkafka
 from engine.actions import TRIGGERS
 from engine.admin import create_topics
 from engine.settings import Settings
@@ -65,6 +67,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
     root = settings.data_dir / "demo"
     kafka_dir = root / "kafka"
     shutil.rmtree(root, ignore_errors=True)
+    _client_logs_to(root / "clients.log")
     say("[1/5] Apache Kafka: fetching once with Maven (cached after), starting on 127.0.0.1")
     cluster = localkafka.start(kafka_dir, cache_dir=settings.cache_dir, progress=say)
     worker: WorkerProcess | None = None
@@ -84,13 +87,14 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
         worker = WorkerProcess(settings, root / "worker.log")
         worker.start()
         tally = asyncio.run(_simulate(settings, opts, worker))
-        say("[5/5] stopping the worker and the broker")
         print_summary(tally, opts)
         return 0
     finally:
+        say("[5/5] stopping the worker and the broker")
         if worker is not None:
             worker.stop()
         localkafka.stop(kafka_dir)
+        say("      stopped; nothing left running")
 
 
 async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess) -> Tally:
@@ -275,6 +279,17 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def _client_logs_to(path: Path) -> None:
+    """Send the Kafka client's own log lines (leader moves while topics are new) to a file,
+    so the terminal shows the demo's progress only."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    client = logging.getLogger("aiokafka")
+    client.addHandler(handler)
+    client.propagate = False
 
 
 def say(line: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
-from engine import localkafka
+import engine.localkafka as localkafka
 from engine.admin import create_topics
 from engine.settings import Settings
 from engine.supervise import WorkerProcess

@@ -1,0 +1,574 @@
+"""Fetch, start and stop a local Apache Kafka (KRaft mode) on 127.0.0.1.
+
+The jars come from Maven Central through ``mvn`` (deploy/kafka/pom.xml) and are cached in
+``<cache_dir>/kafka-<version>/libs``. A cluster lives in one data dir::
+
+    <data_dir>/cluster.json               cluster id, ports and pids of the nodes
+    <data_dir>/node-<id>/server.properties
+    <data_dir>/node-<id>/data/            the node's Kafka log dir (formatted once)
+    <data_dir>/node-<id>/kafka.log        the node's log4j output and the JVM's stdout/stderr
+
+Every node is a combined broker + controller; n nodes form an n-voter static quorum.
+Ports: ``port=0`` picks free loopback ports. An explicit ``port`` gives node i (1-based)
+the Kafka port ``port + i - 1`` and the controller port ``port + brokers + i - 1``, so one
+node started on 9092 uses 9092 and 9093, the usual pair. A restart reuses the recorded ports.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from subprocess import DEVNULL, PIPE, STDOUT, Popen
+
+KAFKA_VERSION: str = "4.1.1"
+HOST = "127.0.0.1"
+DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
+POM = DEPLOY_DIR / "pom.xml"
+LOG_CONFIG = DEPLOY_DIR / "log4j2.yaml"
+STATE_FILE = "cluster.json"
+MARKER = ".complete"
+MAIN_CLASS = "kafka.Kafka"
+FORMAT = "kafka.tools.StorageTool format"
+
+
+class LocalKafkaError(Exception):
+    """One-line, human-readable reason; the CLI prints str(err) and exits 1."""
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int  # 0 when the node is not running
+    data_dir: Path  # <data_dir>/node-<id>
+    log_file: Path
+
+    @property
+    def running(self) -> bool:
+        return self.pid > 0
+
+    @property
+    def properties(self) -> Path:
+        return self.data_dir / "server.properties"
+
+
+@dataclass(frozen=True)
+class ClusterInfo:
+    bootstrap: str
+    data_dir: Path
+    nodes: tuple[NodeInfo, ...]
+
+    @property
+    def running(self) -> bool:
+        """True when at least one node runs (status reports the others with pid 0)."""
+        return any(n.running for n in self.nodes)
+
+
+@dataclass
+class _State:
+    cluster_id: str
+    heap: str
+    nodes: list[NodeInfo]
+
+
+def _quiet(message: str) -> None:
+    pass
+
+
+# Brokers started by this process. Polling them reaps them once they exit: PID 1 in some
+# containers never reaps orphans, and a zombie would look alive to os.kill(pid, 0).
+_children: dict[int, Popen[bytes]] = {}
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        raise LocalKafkaError(f"`{tool}` is not on PATH; the local Kafka needs Java 17+ and Maven")
+    return path
+
+
+def _complete(home: Path, pom_sha256: str) -> bool:
+    try:
+        marker = json.loads((home / MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    # A changed pom (another jar, another slf4j) must not reuse a cache fetched for the old one.
+    return bool(marker.get("pom_sha256") == pom_sha256) and all(
+        (home / "libs" / jar).is_file() for jar in marker.get("jars", [])
+    )
+
+
+def _mvn_error(output: str) -> str:
+    output = re.sub(r"\x1b\[[0-9;]*m", "", output)
+    boilerplate = ("To see the full stack trace", "Re-run Maven", "For more information", "[Help")
+    lines = [
+        ln.removeprefix("[ERROR]").strip()
+        for ln in output.splitlines()
+        if ln.startswith("[ERROR]")
+        and ln[7:].strip()
+        and not ln[7:].strip().startswith(boilerplate)
+    ]
+    line = lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]
+    return line.removesuffix("-> [Help 1]").strip()[:400]
+
+
+def ensure_distribution(
+    cache_dir: Path, *, version: str = KAFKA_VERSION, progress: Callable[[str], None] = _quiet
+) -> Path:
+    """Return ``<cache_dir>/kafka-<version>/libs``, fetching the jars with mvn if needed."""
+    _require("java")
+    home = cache_dir / f"kafka-{version}"
+    try:
+        pom_sha256 = hashlib.sha256(POM.read_bytes()).hexdigest()
+    except OSError as err:
+        raise LocalKafkaError(f"cannot read {POM}: {err.strerror}") from err
+    if _complete(home, pom_sha256):
+        return home / "libs"
+    mvn = _require("mvn")
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    progress(f"fetching Apache Kafka {version} with Maven into {home}")
+    # Fetch into a temp dir and rename it: an interrupted fetch never looks complete.
+    tmp = Path(tempfile.mkdtemp(prefix=f".kafka-{version}-", dir=cache_dir))
+    try:
+        goal = "-q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime"
+        out = f"-DoutputDirectory={tmp / 'libs'}"
+        cmd = [mvn, "-f", str(POM), *goal.split(), out, f"-Dkafka.version={version}"]
+        try:
+            proc = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=900)
+        except subprocess.TimeoutExpired as err:
+            raise LocalKafkaError(f"mvn did not fetch Apache Kafka {version} in 900 s") from err
+        if proc.returncode != 0:
+            reason = _mvn_error(proc.stdout + "\n" + proc.stderr)
+            raise LocalKafkaError(f"mvn could not fetch Apache Kafka {version}: {reason}")
+        jars = sorted(p.name for p in (tmp / "libs").glob("*.jar"))
+        if f"kafka_2.13-{version}.jar" not in jars:
+            raise LocalKafkaError(f"mvn ran but fetched no kafka_2.13-{version}.jar")
+        (tmp / MARKER).write_text(json.dumps({"pom_sha256": pom_sha256, "jars": jars}))
+        if home.exists():
+            shutil.rmtree(home)  # an incomplete or outdated fetch
+        try:
+            tmp.rename(home)
+        except OSError:
+            if not _complete(home, pom_sha256):  # else a concurrent fetch won the race
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    progress(f"fetched {len(jars)} jars")
+    return home / "libs"
+
+
+def _node(data_dir: Path, node_id: int, port: int, cport: int, pid: int = 0) -> NodeInfo:
+    node_dir = data_dir / f"node-{node_id}"
+    return NodeInfo(node_id, port, cport, pid, node_dir, node_dir / "kafka.log")
+
+
+def _bootstrap(nodes: list[NodeInfo] | tuple[NodeInfo, ...]) -> str:
+    return ",".join(f"{HOST}:{n.port}" for n in nodes)
+
+
+def _load(data_dir: Path) -> _State | None:
+    try:
+        raw = json.loads((data_dir / STATE_FILE).read_text())
+        nodes = [
+            _node(data_dir, n["node_id"], n["port"], n["controller_port"], n["pid"])
+            for n in raw["nodes"]
+        ]
+        return _State(raw["cluster_id"], raw["heap"], nodes)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise LocalKafkaError(f"{data_dir / STATE_FILE} is unreadable: {err}") from err
+
+
+def _save(data_dir: Path, state: _State) -> None:
+    raw = {
+        "kafka_version": KAFKA_VERSION,
+        "cluster_id": state.cluster_id,
+        "bootstrap": _bootstrap(state.nodes),
+        "heap": state.heap,
+        "nodes": [
+            {key: getattr(n, key) for key in ("node_id", "port", "controller_port", "pid")}
+            for n in state.nodes
+        ],
+    }
+    tmp = data_dir / f"{STATE_FILE}.tmp"
+    tmp.write_text(json.dumps(raw, indent=2) + "\n")
+    tmp.replace(data_dir / STATE_FILE)
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    # Two launchers on one data dir would both format or both bind the same ports.
+    with (data_dir / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _alive(node: NodeInfo) -> bool:
+    """The recorded pid is still this node's JVM (a recycled pid is never mistaken for it)."""
+    if node.pid <= 0:
+        return False
+    child = _children.get(node.pid)
+    if child is not None:
+        # Our own child: poll() is exact, while /proc/<pid>/cmdline reads empty for a moment
+        # during exec and again while the JVM exits.
+        if child.poll() is None:
+            return True
+        del _children[node.pid]
+        return False
+    try:
+        args = Path(f"/proc/{node.pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return MAIN_CLASS.encode() in args and str(node.properties).encode() in args
+
+
+def _check_free(port: int) -> None:
+    with socket.socket() as sock:
+        # Java's server sockets set SO_REUSEADDR, so TIME_WAIT leftovers do not count as taken.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise LocalKafkaError(f"port {HOST}:{port} is already in use") from err
+            raise LocalKafkaError(f"cannot bind {HOST}:{port}: {err.strerror}") from err
+
+
+def _choose_ports(port: int, brokers: int) -> list[tuple[int, int]]:
+    if port:
+        wanted = list(range(port, port + 2 * brokers))
+        if wanted[-1] > 65535:
+            raise LocalKafkaError(f"ports {port}..{wanted[-1]} run past 65535")
+        for p in wanted:
+            _check_free(p)
+    else:
+        # Hold every socket until all are picked so no two nodes get the same port.
+        with contextlib.ExitStack() as stack:
+            socks = [stack.enter_context(socket.socket()) for _ in range(2 * brokers)]
+            for sock in socks:
+                sock.bind((HOST, 0))
+            wanted = [sock.getsockname()[1] for sock in socks]
+    return [(wanted[i], wanted[brokers + i]) for i in range(brokers)]
+
+
+def _server_properties(state: _State, node: NodeInfo) -> str:
+    rf = min(len(state.nodes), 3)
+    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in state.nodes)
+    props: dict[str, object] = {
+        "process.roles": "broker,controller",
+        "node.id": node.node_id,
+        "controller.quorum.voters": voters,
+        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
+        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
+        "controller.listener.names": "CONTROLLER",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "log.dirs": node.data_dir / "data",
+        "num.partitions": 1,
+        "auto.create.topics.enable": "false",  # Segue creates its topics explicitly
+        "default.replication.factor": rf,
+        "offsets.topic.replication.factor": rf,
+        "transaction.state.log.replication.factor": rf,
+        "transaction.state.log.min.isr": min(rf, 2),
+        "share.coordinator.state.topic.replication.factor": rf,
+        "share.coordinator.state.topic.min.isr": min(rf, 2),
+        "group.initial.rebalance.delay.ms": 0,
+        # Fewer threads than the defaults: three nodes may share two cores.
+        "num.network.threads": 2,
+        "num.io.threads": 4,
+        # A killed node re-registers only once its old session expires (default 9 s);
+        # shorter keeps fault tests that kill and restart a broker quick.
+        "broker.session.timeout.ms": 4000,
+        "broker.heartbeat.interval.ms": 500,
+    }
+    head = "# Written by engine/localkafka.py on every start; edits are overwritten.\n"
+    return head + "".join(f"{key}={value}\n" for key, value in props.items())
+
+
+def _write_configs(state: _State) -> None:
+    for node in state.nodes:
+        (node.data_dir / "data").mkdir(parents=True, exist_ok=True)
+        node.properties.write_text(_server_properties(state, node))
+
+
+def _jvm(java: str, libs: Path, node: NodeInfo, heap: str) -> list[str]:
+    # ExitOnOutOfMemoryError: a half-dead broker would keep its pid and look healthy.
+    flags = f"-Xmx{heap} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true".split()
+    log = [f"-Dlog4j2.configurationFile={LOG_CONFIG}", f"-Dkafka.log.file={node.log_file}"]
+    return [java, *flags, *log, "-cp", f"{libs}/*"]
+
+
+def _format(java: str, libs: Path, state: _State, progress: Callable[[str], None]) -> None:
+    progress(f"formatting the storage of {len(state.nodes)} node(s)")
+    procs = []
+    for node in state.nodes:  # in parallel: each is a JVM start
+        cmd = [*_jvm(java, libs, node, "256m"), *FORMAT.split(), "-t", state.cluster_id, "-c"]
+        cmd.append(str(node.properties))
+        procs.append(Popen(cmd, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, text=True))
+    for node, proc in zip(state.nodes, procs, strict=True):
+        out, _ = proc.communicate(timeout=120)
+        if proc.returncode != 0:
+            last = (out.strip().splitlines() or ["no output"])[-1]
+            raise LocalKafkaError(f"formatting node {node.node_id} failed: {last}")
+
+
+def _last_line(log: Path, offset: int) -> str:
+    """The line of a node's log most likely to say why it failed, from offset on."""
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return f"no log at {log}"
+    # Skip stack frames and the launcher's sign-off, which follows the real reason.
+    noise = ("Error: Could not create the Java", "Error: A fatal exception has occurred")
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln[0].isspace()]
+    lines = [ln for ln in lines if not ln.startswith(noise)]
+    errors = [ln for ln in lines if re.search(r"\b(ERROR|FATAL)\b|Exception|^Error", ln)]
+    line = (errors or lines or ["nothing logged"])[-1]
+    return re.sub(r"^\[[^\]]*\]\s*", "", line)[:300] + f" (log: {log})"
+
+
+def _recv(sock: socket.socket, size: int) -> bytes:
+    buf = b""
+    while len(buf) < size:
+        chunk = sock.recv(size - len(buf))
+        if not chunk:
+            raise ConnectionError("closed")
+        buf += chunk
+    return buf
+
+
+def _broker_ids(port: int, timeout: float) -> set[int] | None:
+    """Ids of the registered brokers a Metadata v4 request to port reports; None if no answer.
+
+    A hand-made request keeps start() synchronous and usable from inside a running event loop;
+    v4 is the oldest Metadata version Kafka 4 still serves and needs no flexible encoding.
+    """
+    client = b"segue-localkafka"
+    header = struct.pack(">hhih", 3, 4, 1, len(client)) + client
+    request = header + struct.pack(">ib", -1, 0)  # all topics (null array), no auto-create
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout) as sock:
+            sock.sendall(struct.pack(">i", len(request)) + request)
+            (size,) = struct.unpack(">i", _recv(sock, 4))
+            resp = _recv(sock, size)
+        _, _, count = struct.unpack_from(">iii", resp, 0)  # correlation id, throttle, brokers
+        pos, ids = 12, set()
+        for _ in range(count):
+            node_id, host_len = struct.unpack_from(">ih", resp, pos)
+            (rack_len,) = struct.unpack_from(">h", resp, pos + 10 + host_len)
+            pos += 12 + host_len + max(rack_len, 0)
+            ids.add(node_id)
+        return ids
+    except (OSError, struct.error):
+        return None
+
+
+def _terminate(nodes: list[NodeInfo], timeout: float, *, kill: bool = False) -> None:
+    steps = [(signal.SIGTERM, timeout)] if not kill else []
+    for sig, wait in [*steps, (signal.SIGKILL, 10.0)]:
+        nodes = [n for n in nodes if _alive(n)]
+        for node in nodes:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(node.pid, sig)
+        deadline = time.monotonic() + wait
+        while any(_alive(n) for n in nodes) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def _launch(
+    java: str,
+    libs: Path,
+    data_dir: Path,
+    state: _State,
+    ids: list[int],
+    timeout: float,
+    progress: Callable[[str], None],
+) -> None:
+    """Start nodes ids, record their pids, and wait until each serves metadata listing them."""
+    deadline = time.monotonic() + timeout
+    offsets: dict[int, int] = {}
+    try:
+        for i, node in enumerate(state.nodes):
+            if node.node_id not in ids:
+                continue
+            offsets[node.node_id] = node.log_file.stat().st_size if node.log_file.exists() else 0
+            progress(f"starting node {node.node_id} on {HOST}:{node.port}")
+            cmd = [*_jvm(java, libs, node, state.heap), MAIN_CLASS, str(node.properties)]
+            with node.log_file.open("ab") as out:  # new session: outlives `segue kafka start`
+                proc = Popen(cmd, stdin=DEVNULL, stdout=out, stderr=STDOUT, start_new_session=True)
+            _children[proc.pid] = proc
+            state.nodes[i] = replace(node, pid=proc.pid)
+        _save(data_dir, state)  # before waiting, so stop() finds them if we are interrupted
+        pending = [n for n in state.nodes if n.node_id in ids]
+        while pending:
+            for node in list(pending):
+                if not _alive(node):
+                    why = _last_line(node.log_file, offsets[node.node_id])
+                    raise LocalKafkaError(f"Kafka node {node.node_id} exited during start: {why}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    why = _last_line(node.log_file, offsets[node.node_id])
+                    raise LocalKafkaError(
+                        f"Kafka node {node.node_id} not ready after {timeout:g} s: {why}"
+                    )
+                seen = _broker_ids(node.port, min(left, 2.0))
+                if seen is not None and set(ids) <= seen:
+                    pending.remove(node)
+            if pending:
+                time.sleep(0.25)
+    except BaseException:
+        started = [n for n in state.nodes if n.node_id in ids]
+        _terminate(started, 5.0)
+        state.nodes = [replace(n, pid=0) if n.node_id in ids else n for n in state.nodes]
+        _save(data_dir, state)
+        raise
+
+
+def _info(data_dir: Path, state: _State) -> ClusterInfo:
+    nodes = tuple(n if _alive(n) else replace(n, pid=0) for n in state.nodes)
+    return ClusterInfo(_bootstrap(nodes), data_dir, nodes)
+
+
+def start(
+    data_dir: Path,
+    *,
+    cache_dir: Path,
+    port: int = 0,
+    brokers: int = 1,
+    timeout: float = 60.0,
+    heap: str = "512m",
+    progress: Callable[[str], None] = _quiet,
+) -> ClusterInfo:
+    """Start the cluster of data_dir, creating and formatting it on first use."""
+    java = _require("java")
+    if brokers < 1:
+        raise LocalKafkaError(f"brokers must be at least 1, not {brokers}")
+    data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(data_dir):
+        state = _load(data_dir)
+        if state is not None:
+            if any(_alive(n) for n in state.nodes):
+                raise LocalKafkaError(
+                    f"a local Kafka is already running on {_bootstrap(state.nodes)} "
+                    f"(data dir {data_dir})"
+                )
+            recorded = state.nodes[0].port
+            if len(state.nodes) != brokers or port not in (0, recorded):
+                raise LocalKafkaError(
+                    f"{data_dir} holds a {len(state.nodes)}-node cluster on port {recorded}; "
+                    "start it with those settings or use another data dir"
+                )
+            for node in state.nodes:
+                _check_free(node.port)
+                _check_free(node.controller_port)
+            libs = ensure_distribution(cache_dir, progress=progress)
+            state.heap = heap
+            _write_configs(state)
+        else:
+            ports = _choose_ports(port, brokers)
+            libs = ensure_distribution(cache_dir, progress=progress)
+            cluster_id = ""
+            while not cluster_id or cluster_id.startswith("-"):  # Kafka avoids a leading "-" too
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+            nodes = [_node(data_dir, i + 1, p, c) for i, (p, c) in enumerate(ports)]
+            state = _State(cluster_id, heap, nodes)
+            try:
+                _write_configs(state)
+                _format(java, libs, state, progress)
+            except BaseException:
+                for node in nodes:  # only dirs this call created: no cluster.json existed
+                    shutil.rmtree(node.data_dir, ignore_errors=True)
+                raise
+        _launch(java, libs, data_dir, state, [n.node_id for n in state.nodes], timeout, progress)
+        return _info(data_dir, state)
+
+
+def stop(data_dir: Path, *, timeout: float = 30.0) -> bool:
+    """Stop every running node of data_dir; False when none was running."""
+    data_dir = data_dir.resolve()
+    if _load(data_dir) is None:
+        return False
+    with _locked(data_dir):
+        state = _load(data_dir)
+        assert state is not None
+        live = [n for n in state.nodes if _alive(n)]
+        _terminate(live, timeout)
+        state.nodes = [replace(n, pid=0) for n in state.nodes]
+        _save(data_dir, state)
+        return bool(live)
+
+
+def _recorded(data_dir: Path, node_id: int) -> tuple[_State, int]:
+    state = _load(data_dir)
+    if state is None:
+        raise LocalKafkaError(f"no local Kafka is recorded in {data_dir}")
+    for i, node in enumerate(state.nodes):
+        if node.node_id == node_id:
+            return state, i
+    raise LocalKafkaError(f"the cluster in {data_dir} has no node {node_id}")
+
+
+def stop_node(data_dir: Path, node_id: int, *, kill: bool = False, timeout: float = 30.0) -> bool:
+    """Stop one node (SIGKILL at once when kill); False when it was not running."""
+    data_dir = data_dir.resolve()
+    with _locked(data_dir):
+        state, i = _recorded(data_dir, node_id)
+        node = state.nodes[i]
+        was_running = _alive(node)
+        _terminate([node] if was_running else [], timeout, kill=kill)
+        state.nodes[i] = replace(node, pid=0)
+        _save(data_dir, state)
+        return was_running
+
+
+def start_node(
+    data_dir: Path,
+    node_id: int,
+    *,
+    cache_dir: Path,
+    timeout: float = 60.0,
+    progress: Callable[[str], None] = _quiet,
+) -> NodeInfo:
+    """Restart one stopped node of a recorded cluster; returns once it serves metadata."""
+    java = _require("java")
+    data_dir = data_dir.resolve()
+    with _locked(data_dir):
+        state, i = _recorded(data_dir, node_id)
+        node = state.nodes[i]
+        if _alive(node):
+            raise LocalKafkaError(f"Kafka node {node_id} is already running (pid {node.pid})")
+        _check_free(node.port)
+        _check_free(node.controller_port)
+        libs = ensure_distribution(cache_dir, progress=progress)
+        _write_configs(state)
+        _launch(java, libs, data_dir, state, [node_id], timeout, progress)
+        return state.nodes[i]
+
+
+def status(data_dir: Path) -> ClusterInfo | None:
+    """The recorded cluster with pid 0 for nodes not running; None if nothing is recorded."""
+    data_dir = data_dir.resolve()
+    state = _load(data_dir)
+    return None if state is None else _info(data_dir, state)
