@@ -53,6 +53,8 @@ def build_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         # Records published before the first worker started are customers' history too.
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.session_timeout_seconds,
+        broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         web_host=settings.web_host,
         web_port=settings.web_port,
         web_bind=settings.web_host,
@@ -60,7 +62,15 @@ def build_app(settings: Settings) -> faust.App:
     )
     names = TopicNames(settings.topic_prefix)
     inputs = app.topic(*names.inputs, schema=_raw())
-    profiles = app.Table(PROFILE_TABLE, partitions=settings.partitions, default=None, schema=_raw())
+    # key_type/value_type bytes is what makes a table use the raw codec; a schema alone
+    # leaves it on JSON, and recovery from the changelog then fails on every record.
+    profiles = app.Table(
+        PROFILE_TABLE,
+        partitions=settings.partitions,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+    )
     outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
     policy = LogisticHeads(learning_rate=settings.learning_rate)
@@ -119,8 +129,8 @@ def build_app(settings: Settings) -> faust.App:
 def _raw() -> faust.Schema[bytes, bytes]:
     """Raw bytes in and out: the agent validates, so Faust decodes (and drops) nothing.
 
-    A fresh schema per user: Faust mutates the schema it is given (a table sets its
-    serializers on it), so one shared instance would turn every topic back to JSON.
+    A fresh schema per topic: Faust mutates the schema it is given, so one shared
+    instance can turn a topic back to JSON.
     """
     return faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"

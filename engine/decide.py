@@ -32,10 +32,8 @@ class DecideConfig:
     actions: tuple[Action, ...] = DEFAULT_ACTIONS
 
 
-def decide(
-    p: Profile, ev: Event, policy: Policy, cfg: DecideConfig, *, now_ms: int
-) -> tuple[Decision, dict[str, float]]:
-    """The decision for ``ev`` and the feature snapshot it was scored on."""
+def decide(p: Profile, ev: Event, policy: Policy, cfg: DecideConfig, *, now_ms: int) -> Decision:
+    """The decision for ``ev``, with the feature snapshot it was scored on."""
     did = decision_id(ev.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
     by_arm = {f"{a.action_id}:{c}": a for a in cfg.actions for c in a.channels}
@@ -88,9 +86,10 @@ def decide(
         reasons=tuple(reasons),
         model_version=policy.version,
         candidates=candidates,
+        features=x,
         decided_at_ms=now_ms,
     )
-    return decision, x
+    return decision
 
 
 def _excluded_by(p: Profile, ev: Event, action: Action, channel: str) -> str | None:

@@ -144,25 +144,19 @@ def process(
         profile, pending = take_pending(profile, str(ev.data["decision_id"]))
         if pending is not None:
             result.reward = REWARDS[ev.type]
-            policy.learn_one(pending.features, f"{pending.action}:{pending.channel}", result.reward)
+            taken = pending.record
+            arm = f"{taken['action']}:{taken['channel']}"
+            policy.learn_one(taken["features"], arm, result.reward)
             result.status = "learned"
         result.profile = profile
     elif f"{ev.source}.{ev.type}" in TRIGGERS:
-        decision, x = decide(profile, ev, policy, cfg, now_ms=now_ms)
+        decision = decide(profile, ev, policy, cfg, now_ms=now_ms)
         encoded = decision.encode()
         if decision.acts:
             assert decision.channel is not None
             profile = remember(
                 profile,
-                Pending(
-                    decision_id=decision.decision_id,
-                    action=decision.action,
-                    channel=decision.channel,
-                    time_ms=ev.time_ms,
-                    features=x,
-                    record=orjson.loads(encoded),
-                    event_id=ev.event_id,
-                ),
+                Pending(decision.decision_id, ev.event_id, orjson.loads(encoded)),
             )
         result = replace(result, status="decided", profile=profile, decision=decision)
         result.sends = _decision_sends(decision, names, encoded)

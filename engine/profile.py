@@ -23,15 +23,12 @@ MAX_PENDING = 4
 
 @dataclass(frozen=True, slots=True)
 class Pending:
-    """A decision awaiting its outcome: the features it was scored on, and its record."""
+    """A decision awaiting its outcome. ``record`` is the decision as published: it holds
+    the features it was scored on (for learning) and is re-sent if a crash lost it."""
 
     decision_id: str
-    action: str
-    channel: str
-    time_ms: int
-    features: dict[str, float]
-    record: dict[str, Any]
     event_id: str
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,11 @@ class Settings:
     )
     web_host: str = _opt("127.0.0.1", "Address the worker's web server (/metrics) binds.")
     web_port: int = _opt(6066, "Port of the worker's web server.")
+    session_timeout_seconds: float = _opt(
+        10.0,
+        "How long the group waits for a silent worker before moving its partitions to "
+        "the others: the pause a crashed worker's customers see.",
+    )
     log_level: str = _opt("info", "Worker log level: debug, info, warning or error.")
     max_event_bytes: int = _opt(
         1_048_576, "Largest accepted event value in bytes; larger ones are dead-lettered."

@@ -57,6 +57,8 @@ class Decision:
     reasons: tuple[str, ...]
     model_version: str
     candidates: tuple[Candidate, ...] = field(default_factory=tuple)
+    features: dict[str, float] = field(default_factory=dict)
+    """What the model saw: the outcome of this decision teaches it from these."""
     decided_at_ms: int = 0
 
     @property

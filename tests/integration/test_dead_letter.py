@@ -12,7 +12,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from tests.integration.conftest import Segue, event
+from tests.harness import Segue, event
 from topics.deadletter import reason_of
 
 pytestmark = pytest.mark.integration

@@ -6,14 +6,28 @@ channel topic, and no marketing decision for a customer while a support ticket i
 
 from __future__ import annotations
 
+import time
+import urllib.request
 import uuid
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Segue, event
+from tests.harness import Segue, event
 
 pytestmark = pytest.mark.integration
+
+
+def rewards(segue: Segue) -> float:
+    """segue_model_rewards_total summed over outcomes, read from the worker's /metrics."""
+    url = f"http://127.0.0.1:{segue.settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        text = resp.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("segue_model_rewards_total{")
+    )
 
 
 def cid() -> str:
@@ -46,6 +60,9 @@ def test_open_ticket_blocks_marketing_until_resolved(segue: Segue) -> None:
         "support",
         [event("ticket_opened", customer, ticket_id="t-1", priority="high")],
     )
+    # Kafka orders records within a partition, not across topics: wait until the ticket
+    # is applied before browsing, as it would be when a customer browses minutes later.
+    segue.decisions(segue.names.decision_log, customer, lambda ds: len(ds) >= 1)
     segue.produce("web", [event("product_view", customer, event_id="during", product_id="p9")])
     segue.produce("purchase", [event("order_placed", customer, order_id="o-1", amount=12.0)])
 
@@ -65,6 +82,7 @@ def test_open_ticket_blocks_marketing_until_resolved(segue: Segue) -> None:
     segue.produce(
         "support", [event("ticket_resolved", customer, event_id="resolved", ticket_id="t-1")]
     )
+    segue.decisions(segue.names.decision_log, customer, lambda ds: "resolved" in by_event(ds))
     segue.produce("web", [event("product_view", customer, event_id="after", product_id="p9")])
     log = segue.decisions(segue.names.decision_log, customer, lambda ds: "after" in by_event(ds))
     after = by_event(log)["after"]
@@ -86,6 +104,12 @@ def test_outcome_teaches_the_model(segue: Segue) -> None:
         "outcome",
         [event("converted", customer, decision_id=first["decision_id"], channel=first["channel"])],
     )
+    # The outcome and the next event travel on different topics; wait until the worker
+    # reports the reward on /metrics so the next decision is made after learning.
+    deadline = time.monotonic() + 30
+    while rewards(segue) < 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert rewards(segue) >= 1
     segue.produce("web", [event("search", customer, event_id="next", query="boots")])
     log = segue.decisions(
         segue.names.decision_log, customer, lambda ds: any(d["event_id"] == "next" for d in ds)

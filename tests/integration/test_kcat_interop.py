@@ -14,7 +14,7 @@ import uuid
 import orjson
 import pytest
 
-from tests.integration.conftest import Segue, event
+from tests.harness import Segue, event
 
 pytestmark = pytest.mark.integration
 

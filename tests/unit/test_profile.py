@@ -47,7 +47,7 @@ def test_unsubscribe_outcome_withdraws_the_channel() -> None:
 def test_pending_decisions_are_bounded_and_taken_once() -> None:
     p = Profile("c1")
     for i in range(MAX_PENDING + 2):
-        p = remember(p, Pending(f"d{i}", "a", "email", i, {"bias": 1.0}, {}, f"e{i}"))
+        p = remember(p, Pending(f"d{i}", f"e{i}", {"features": {"bias": 1.0}}))
     assert [x.decision_id for x in p.pending] == [f"d{i}" for i in range(2, MAX_PENDING + 2)]
     p, got = take_pending(p, "d3")
     assert got is not None and got.decision_id == "d3"
@@ -57,5 +57,5 @@ def test_pending_decisions_are_bounded_and_taken_once() -> None:
 
 def test_encode_decode_round_trip() -> None:
     p = apply(Profile("c1"), ev("web", "add_to_cart", product_id="p1", price=10.0))
-    p = remember(p, Pending("d1", "a", "email", 1, {"bias": 1.0}, {"x": [1]}, "e1"))
+    p = remember(p, Pending("d1", "e1", {"features": {"bias": 1.0}, "x": [1]}))
     assert Profile.decode(p.encode()) == p

@@ -1,7 +1,7 @@
-"""Integration fixtures: one real Apache Kafka for the session, a worker per test module.
+"""Talking to a running Segue through the real broker: produce, consume, start workers.
 
-Every worker gets its own topic prefix and consumer group, so modules never see each
-other's records.
+Every worker gets its own topic prefix and consumer group, so tests never see each
+other's records. The fixtures that use this live in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
@@ -27,22 +26,9 @@ from engine.settings import Settings
 from engine.supervise import WorkerProcess
 from topics.catalogue import TopicNames
 
-pytestmark = pytest.mark.integration
-
 
 def cache_dir() -> Path:
     return Path(os.environ.get("SEGUE_CACHE_DIR", Path.home() / ".cache" / "segue"))
-
-
-@pytest.fixture(scope="session")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[localkafka.ClusterInfo]:
-    """A single-node Apache Kafka on a free loopback port, stopped after the session."""
-    data_dir = tmp_path_factory.mktemp("kafka")
-    cluster = localkafka.start(data_dir, cache_dir=cache_dir())
-    try:
-        yield cluster
-    finally:
-        localkafka.stop(data_dir)
 
 
 def free_port() -> int:
@@ -171,14 +157,3 @@ def wait_ready(segue: Segue, timeout: float = 120.0) -> None:
         if got:
             return
     raise AssertionError(f"worker not ready in {timeout}s:\n{segue.worker.log_tail()}")
-
-
-@pytest.fixture(scope="module")
-def segue(
-    kafka: localkafka.ClusterInfo, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Segue]:
-    running = start_segue(kafka, tmp_path_factory.mktemp("segue"))
-    try:
-        yield running
-    finally:
-        running.worker.stop()
