@@ -91,7 +91,7 @@ async def create_topics(
                         spec.name,
                         settings.partitions,
                         settings.replication_factor,
-                        topic_configs={"cleanup.policy": "compact" if spec.compacted else "delete"},
+                        topic_configs=spec.configs(),
                     )
                     for spec in missing
                 ]

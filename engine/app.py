@@ -10,6 +10,7 @@ escapes the agent as an exception; an unexpected error dead-letters the record w
 from __future__ import annotations
 
 import logging
+import os
 import time
 from typing import Any
 
@@ -23,12 +24,14 @@ from engine.pipeline import Limits, Record, Result, process, reject
 from engine.profile import Profile
 from engine.settings import Settings
 from models.policy import LogisticHeads
-from topics.catalogue import TopicNames
+from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
 
 log = logging.getLogger("segue.worker")
 
 AGENT_NAME = "segue.ingest"
+EXIT_OUTPUT_FAILED = 70
+"""Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 PROFILE_TABLE = "profiles"
 
 
@@ -53,6 +56,8 @@ def build_app(settings: Settings) -> faust.App:
         topic_replication_factor=settings.replication_factor,
         # Records published before the first worker started are customers' history too.
         consumer_auto_offset_reset="earliest",
+        # A dead letter carries the whole original record: allow the largest one.
+        producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         web_host=settings.web_host,
@@ -95,6 +100,8 @@ def build_app(settings: Settings) -> faust.App:
         now_ms = time.time_ns() // 1_000_000
         try:
             result = process(rec, load, policy, names, cfg, limits, now_ms=now_ms)
+        # Any error in the core is a bug or a bad record we did not foresee: dead-letter
+        # the record and go on, because an error escaping the agent would be acked.
         except Exception as exc:
             log.exception("internal error on %s/%d@%d", rec.topic, rec.partition, rec.offset)
             why = Rejection("internal_error", f"{type(exc).__name__}: {exc}")
@@ -102,8 +109,23 @@ def build_app(settings: Settings) -> faust.App:
         if result.profile is not None:
             # Reassign, never mutate: only a set writes the changelog.
             profiles[result.profile.customer_id.encode()] = result.profile.encode()
-        for s in result.sends:
-            await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
+        try:
+            for s in result.sends:
+                await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
+        except Exception:
+            # The producer refused the output. This record is not acked yet, so stopping
+            # the process now (before any further commit) means it is read again after the
+            # restart; letting the agent raise would ack it and lose its effects.
+            log.critical(
+                "cannot hand the output of %s/%d@%d to the producer; exiting so it is "
+                "re-read after restart",
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                exc_info=True,
+            )
+            logging.shutdown()
+            os._exit(EXIT_OUTPUT_FAILED)
         _observe(metrics, names, rec, result, started)
 
     @app.agent(inputs, name=AGENT_NAME, concurrency=1)

@@ -24,7 +24,7 @@ import engine.localkafka as localkafka
 from engine.admin import create_topics
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
-from topics.catalogue import TopicNames
+from topics.catalogue import INPUT_MAX_MESSAGE_BYTES, TopicNames
 
 
 def cache_dir() -> Path:
@@ -67,7 +67,10 @@ class Segue:
         """Send events (dicts keyed by their customer_id) or raw (key, value) pairs, in order."""
 
         async def run() -> None:
-            producer = AIOKafkaProducer(bootstrap_servers=self.settings.kafka_bootstrap)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.settings.kafka_bootstrap,
+                max_request_size=INPUT_MAX_MESSAGE_BYTES,
+            )
             await producer.start()
             try:
                 for rec in records:

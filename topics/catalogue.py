@@ -16,12 +16,30 @@ CHANNELS: tuple[str, ...] = ("email", "sms", "push", "inapp", "agent")
 """Delivery channels; each has its own decision topic. ``agent`` is for people (sales, service)."""
 
 
+INPUT_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Largest record an input topic takes. Above the engine's own event limit on purpose: an
+oversized event is better dead-lettered where its owner can see it than refused to a
+producer that may just log and drop it."""
+
+DLQ_MAX_MESSAGE_BYTES = INPUT_MAX_MESSAGE_BYTES + 64 * 1024
+"""Room for any input record plus the reason headers a dead letter adds."""
+
+
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
     name: str
     compacted: bool
     purpose: str
     keyed_by_customer: bool = True
+    max_message_bytes: int | None = None
+    """Per-topic ``max.message.bytes``; None keeps the broker's default (1 MiB)."""
+
+    def configs(self) -> dict[str, str]:
+        """Topic-level configs ``segue topics create`` sets."""
+        out = {"cleanup.policy": "compact" if self.compacted else "delete"}
+        if self.max_message_bytes is not None:
+            out["max.message.bytes"] = str(self.max_message_bytes)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +86,12 @@ def topic_catalogue(prefix: str) -> list[TopicSpec]:
     """Every topic Segue owns, in the order ``segue topics create`` makes them."""
     names = TopicNames(prefix)
     specs = [
-        TopicSpec(names.source(s), compacted=False, purpose=f"{s} events from upstream")
+        TopicSpec(
+            names.source(s),
+            compacted=False,
+            purpose=f"{s} events from upstream",
+            max_message_bytes=INPUT_MAX_MESSAGE_BYTES,
+        )
         for s in INPUT_SOURCES
     ]
     specs += [
@@ -77,7 +100,12 @@ def topic_catalogue(prefix: str) -> list[TopicSpec]:
     ]
     specs += [
         TopicSpec(names.decision_log, compacted=False, purpose="every decision, explained"),
-        TopicSpec(names.dlq, compacted=False, purpose="rejected records with reason headers"),
+        TopicSpec(
+            names.dlq,
+            compacted=False,
+            purpose="rejected records with reason headers",
+            max_message_bytes=DLQ_MAX_MESSAGE_BYTES,
+        ),
         # These hold state (latest catalogue, latest model per key): compaction keeps the
         # newest value of each key forever instead of expiring it with retention.
         TopicSpec(

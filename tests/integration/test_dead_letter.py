@@ -28,6 +28,7 @@ def test_bad_records_are_dead_lettered_once_and_valid_ones_still_decided(segue: 
         (key, orjson.dumps({"type": "login", "time": 0})),  # no ids
         (key, None),  # tombstone
         (key, b"\xff\xfe\x00"),  # not UTF-8
+        (key, b'{"pad": "' + b"x" * 1_048_576 + b'"}'),  # over the 1 MiB event limit
     ]
     segue.produce("web", bad, headers=[("trace", b"abc")])
     segue.produce("web", [event("search", customer, event_id="after-bad", query="x")])
@@ -47,6 +48,7 @@ def test_bad_records_are_dead_lettered_once_and_valid_ones_still_decided(segue: 
             "unknown_event_type": 1,
             "tombstone": 1,
             "bad_encoding": 1,
+            "too_large": 1,
         }
     )
     for r, why in zip(dead, reasons, strict=True):
