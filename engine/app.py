@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -20,16 +21,22 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from engine.decide import DecideConfig
 from engine.metrics import Metrics
-from engine.pipeline import Limits, Record, Result, process, reject
+from engine.pipeline import Core, Limits, Record, Result, reject
 from engine.profile import Profile
 from engine.settings import Settings
 from models.policy import LogisticHeads
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
 
+Step = Callable[..., Result]
+"""One of Core.ingest, Core.link, Core.stitched: (record, state, now_ms=...) -> Result."""
+
 log = logging.getLogger("segue.worker")
 
-AGENT_NAME = "segue.ingest"
+INGEST_AGENT = "segue.ingest"
+LINK_AGENT = "segue.identity"
+STITCHED_AGENT = "segue.stitched"
+IDENTITY_TABLE = "identities"
 EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 PROFILE_TABLE = "profiles"
@@ -67,6 +74,20 @@ def build_app(settings: Settings) -> faust.App:
     )
     names = TopicNames(settings.topic_prefix)
     inputs = app.topic(*names.inputs, schema=_raw())
+    # Internal hops of identity stitching; Faust creates them with the same partition
+    # count, so they are co-partitioned with the inputs (see engine/pipeline.py).
+    identity = app.topic(
+        f"{settings.app_id}-identity-links",
+        schema=_raw(),
+        internal=True,
+        partitions=settings.partitions,
+    )
+    stitched = app.topic(
+        f"{settings.app_id}-stitched-events",
+        schema=_raw(),
+        internal=True,
+        partitions=settings.partitions,
+    )
     # key_type/value_type bytes is what makes a table use the raw codec; a schema alone
     # leaves it on JSON, and recovery from the changelog then fails on every record.
     profiles = app.Table(
@@ -76,39 +97,66 @@ def build_app(settings: Settings) -> faust.App:
         key_type=bytes,
         value_type=bytes,
     )
+    identities = app.Table(
+        IDENTITY_TABLE,
+        partitions=settings.partitions,
+        default=None,
+        key_type=bytes,
+        value_type=bytes,
+    )
     outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
-    policy = LogisticHeads(learning_rate=settings.learning_rate)
-    cfg = DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score)
-    limits = Limits(
-        max_event_bytes=settings.max_event_bytes,
-        max_future_ms=settings.max_future_skew_seconds * 1000,
-        partitions=settings.partitions,
+    core = Core(
+        policy=LogisticHeads(learning_rate=settings.learning_rate),
+        names=names,
+        identity_topic=identity.get_topic_name(),
+        stitched_topic=stitched.get_topic_name(),
+        cfg=DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score),
+        limits=Limits(
+            max_event_bytes=settings.max_event_bytes,
+            max_future_ms=settings.max_future_skew_seconds * 1000,
+            partitions=settings.partitions,
+            dedup_window_ms=settings.dedup_window_seconds * 1000,
+            dedup_max_ids=settings.dedup_max_ids,
+        ),
     )
 
-    def load(customer_id: str) -> Profile:
-        stored = profiles.get(customer_id.encode())
-        return Profile.decode(stored) if stored is not None else Profile(customer_id)
+    class TableState:
+        def profile(self, key: str) -> Profile | None:
+            stored = profiles.get(key.encode())
+            return Profile.decode(stored) if stored is not None else None
+
+        def linked(self, anonymous_id: str) -> str | None:
+            stored = identities.get(anonymous_id.encode())
+            return stored.decode() if stored is not None else None
+
+    state = TableState()
 
     def out(topic: str) -> faust.TopicT:
         if topic not in outputs:
             outputs[topic] = app.topic(topic, schema=_raw())
         return outputs[topic]
 
-    async def handle(rec: Record) -> None:
+    async def handle(step: Step, rec: Record) -> None:
         started = time.perf_counter()
         now_ms = time.time_ns() // 1_000_000
         try:
-            result = process(rec, load, policy, names, cfg, limits, now_ms=now_ms)
+            result = step(rec, state, now_ms=now_ms)
         # Any error in the core is a bug or a bad record we did not foresee: dead-letter
         # the record and go on, because an error escaping the agent would be acked.
         except Exception as exc:
             log.exception("internal error on %s/%d@%d", rec.topic, rec.partition, rec.offset)
             why = Rejection("internal_error", f"{type(exc).__name__}: {exc}")
             result = reject(rec, why, names, now_ms=now_ms)
-        if result.profile is not None:
-            # Reassign, never mutate: only a set writes the changelog.
-            profiles[result.profile.customer_id.encode()] = result.profile.encode()
+        # Reassign, never mutate: only a set writes the changelog. All writes happen
+        # before the first await, so no other record of this partition interleaves.
+        for key, profile in result.writes.items():
+            if profile is None:
+                profiles.pop(key.encode(), None)
+            else:
+                profiles[key.encode()] = profile.encode()
+        for anonymous_id, customer_id in result.links.items():
+            identities[anonymous_id.encode()] = customer_id.encode()
         try:
             for s in result.sends:
                 await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
@@ -128,16 +176,24 @@ def build_app(settings: Settings) -> faust.App:
             os._exit(EXIT_OUTPUT_FAILED)
         _observe(metrics, names, rec, result, started)
 
-    @app.agent(inputs, name=AGENT_NAME, concurrency=1)
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
+    async def run(step: Step, stream: faust.StreamT[bytes]) -> None:
         async for event in stream.events():
             msg = event.message
             headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
-            await handle(
-                Record(
-                    msg.topic, msg.partition, msg.offset, msg.key, msg.value, list(headers or ())
-                )
-            )
+            rec = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, [*headers])
+            await handle(step, rec)
+
+    @app.agent(inputs, name=INGEST_AGENT, concurrency=1)
+    async def ingest(stream: faust.StreamT[bytes]) -> None:
+        await run(core.ingest, stream)
+
+    @app.agent(identity, name=LINK_AGENT, concurrency=1)
+    async def link(stream: faust.StreamT[bytes]) -> None:
+        await run(core.link, stream)
+
+    @app.agent(stitched, name=STITCHED_AGENT, concurrency=1)
+    async def stitch(stream: faust.StreamT[bytes]) -> None:
+        await run(core.stitched, stream)
 
     @app.page("/metrics")
     class MetricsView(View):
@@ -172,6 +228,10 @@ def _observe(
         metrics.dead_letters.labels(reason=result.rejection.error_class).inc()
     elif result.status == "replayed":
         metrics.replayed.inc()
+    elif result.status == "duplicate":
+        metrics.duplicates.inc()
+    elif result.status == "forwarded":
+        metrics.forwarded.inc()
     elif result.decision is not None:
         d = result.decision
         metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()

@@ -34,7 +34,7 @@ class DecideConfig:
 
 def decide(p: Profile, ev: Event, policy: Policy, cfg: DecideConfig, *, now_ms: int) -> Decision:
     """The decision for ``ev``, with the feature snapshot it was scored on."""
-    did = decision_id(ev.customer_id, ev.source, ev.event_id, STEP)
+    did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
     by_arm = {f"{a.action_id}:{c}": a for a in cfg.actions for c in a.channels}
     exclusions = {arm: _excluded_by(p, ev, a, arm.split(":", 1)[1]) for arm, a in by_arm.items()}
@@ -73,7 +73,7 @@ def decide(p: Profile, ev: Event, policy: Policy, cfg: DecideConfig, *, now_ms: 
     action, channel = chosen.split(":", 1) if chosen else (NO_ACTION, None)
     decision = Decision(
         decision_id=did,
-        customer_id=ev.customer_id,
+        customer_id=p.customer_id,
         event_id=ev.event_id,
         event_source=ev.source,
         event_type=ev.type,

@@ -35,6 +35,16 @@ class Metrics:
             "Events skipped because their source offset was already applied.",
             registry=r,
         )
+        self.duplicates = Counter(
+            "segue_duplicates_dropped",
+            "Events not applied because their (source, id) was applied within the window.",
+            registry=r,
+        )
+        self.forwarded = Counter(
+            "segue_events_forwarded",
+            "Events re-keyed to the customer they belong to (identity stitching).",
+            registry=r,
+        )
         self.rewards = Counter(
             "segue_model_rewards",
             "Outcomes the model learned from, by result.",

@@ -1,31 +1,59 @@
-"""One input record in, its effects out: the functional core the worker's agent runs.
+"""One record in, its effects out: the functional core the worker's agents run.
 
-``process`` touches no Kafka and no clock. It returns what to write — the customer's
-new profile and the records to send — and the agent carries that out. Its steps:
+The core touches no Kafka and no clock. Each entry point returns a :class:`Result` —
+profile and identity writes, records to send — and the agent carries it out. Three
+entry points, one per topic the worker reads:
 
-1. Parse and validate the raw bytes; a rejection becomes one dead-letter record.
-2. If the profile already holds this source offset, the event was applied before a
-   crash: nothing is applied twice, and the decision it produced (still remembered
-   with the profile) is sent again under the same id, since it may not have left.
-3. Apply the event to the profile.
-4. An outcome with a terminal result teaches the policy from the feature snapshot
-   remembered with its decision.
-5. A decision-point event is decided; the decision goes to the decision log, and to its
-   channel topic when it acts.
+``ingest`` (the input topics):
+  1. Parse and validate; a rejection becomes one dead-letter record.
+  2. An anonymous web event whose visitor is already linked to a customer is forwarded
+     to the stitched topic, keyed by that customer; one not yet linked updates the
+     anonymous profile on this partition.
+  3. A login or signup that names both ids is forwarded to the identity topic, keyed by
+     the anonymous id, where that visitor's history lives.
+  4. Anything else is applied to the customer's profile here (see ``_apply``).
+
+``link`` (the identity topic, keyed by anonymous id): record the link, take the
+anonymous profile, and forward both the event and that history to the stitched topic.
+
+``stitched`` (keyed by customer id): merge the history, then ``_apply`` the event.
+
+``_apply``:
+  1. A source offset the profile already holds was applied before a crash: nothing is
+     applied twice, and the decision it produced is sent again under the same id.
+  2. An event whose (source, id) the profile saw within the dedup window is a duplicate:
+     counted, not applied, not dead-lettered.
+  3. Apply the event; an outcome that closes a decision teaches the policy from the
+     features stored with it; a decision point is decided, logged and, if it acts, sent
+     to its channel topic.
+
+Per-customer order holds within a partition: everything about a customer is applied on
+the customer's partition, forwarded events behind the history they follow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import orjson
 from aiokafka.partitioner import murmur2
 
 from engine.actions import TRIGGERS
 from engine.decide import DecideConfig, decide
-from engine.profile import Pending, Profile, apply_event, remember, take_pending
+from engine.profile import (
+    ANONYMOUS,
+    Pending,
+    Profile,
+    apply_event,
+    mark_seen,
+    merge,
+    remember,
+    seen_before,
+    take_pending,
+)
 from models.policy import Policy
 from topics.catalogue import TopicNames
 from topics.deadletter import dead_letter_headers
@@ -41,14 +69,23 @@ REWARDS: dict[str, float] = {
 }
 """Outcomes that close a decision, and the reward each teaches. Others keep it open."""
 
+LINKING = frozenset({"login", "signup"})
+"""Web events that, carrying both ids, tie an anonymous visitor to a customer."""
+
 Headers = list[tuple[str, bytes]]
-ProfileLoader = Callable[[str], Profile]
-"""Looks up a customer's current profile (a new, empty one for a customer never seen)."""
+
+
+class State(Protocol):
+    """Read access to the worker's tables for the partition being processed."""
+
+    def profile(self, key: str) -> Profile | None: ...
+
+    def linked(self, anonymous_id: str) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """A raw record as read from an input topic."""
+    """A raw record as read from a topic."""
 
     topic: str
     partition: int
@@ -72,95 +109,161 @@ class Limits:
     max_future_ms: int = 300_000
     partitions: int = 0
     """Partition count of the input topics; 0 skips the key-to-partition check."""
+    dedup_window_ms: int = 86_400_000
+    dedup_max_ids: int = 32
 
 
 @dataclass(slots=True)
 class Result:
-    """What one record did. ``profile`` is set when the customer's state changed."""
+    """What one record did."""
 
     status: str
-    """One of: rejected, replayed, applied, decided, learned."""
+    """rejected, forwarded, replayed, duplicate, applied, decided or learned."""
     event: Event | None = None
-    profile: Profile | None = None
+    writes: dict[str, Profile | None] = field(default_factory=dict)
+    """Profiles to store (None deletes), by profile key."""
+    links: dict[str, str] = field(default_factory=dict)
+    """Identity links to store: anonymous id -> customer id."""
     sends: list[Send] = field(default_factory=list)
     rejection: Rejection | None = None
     decision: Decision | None = None
     reward: float | None = None
 
 
-def process(
-    rec: Record,
-    load: ProfileLoader,
-    policy: Policy,
-    names: TopicNames,
-    cfg: DecideConfig,
-    limits: Limits,
-    *,
-    now_ms: int,
-) -> Result:
-    source = names.source_of(rec.topic)
-    parsed: Event | Rejection
-    if source is None:
-        parsed = Rejection("unknown_source", f"topic {rec.topic!r} is not an input topic")
-    else:
+@dataclass(frozen=True, slots=True)
+class Core:
+    policy: Policy
+    names: TopicNames
+    identity_topic: str
+    stitched_topic: str
+    cfg: DecideConfig = field(default_factory=DecideConfig)
+    limits: Limits = field(default_factory=Limits)
+
+    def ingest(self, rec: Record, state: State, *, now_ms: int) -> Result:
+        source = self.names.source_of(rec.topic)
+        if source is None:
+            why = Rejection("unknown_source", f"topic {rec.topic!r} is not an input topic")
+            return reject(rec, why, self.names, now_ms=now_ms)
         parsed = parse_event(
             source,
             rec.value,
             rec.key,
+            rec.headers,
             now_ms=now_ms,
-            max_bytes=limits.max_event_bytes,
-            max_future_ms=limits.max_future_ms,
+            max_bytes=self.limits.max_event_bytes,
+            max_future_ms=self.limits.max_future_ms,
         )
-    if isinstance(parsed, Rejection):
-        return reject(rec, parsed, names, now_ms=now_ms)
+        if isinstance(parsed, Rejection):
+            return reject(rec, parsed, self.names, now_ms=now_ms)
+        ev = parsed
+        if self.limits.partitions and rec.key is not None:
+            home = expected_partition(rec.key, self.limits.partitions)
+            if home != rec.partition:
+                why = Rejection(
+                    "misrouted_key",
+                    f"key hashes to partition {home} but the record is on {rec.partition}: "
+                    "produce with Kafka's default murmur2 partitioner so each customer's "
+                    "events share one partition",
+                )
+                return reject(rec, why, self.names, now_ms=now_ms)
 
-    ev = parsed
-    if limits.partitions and rec.key is not None:
-        home = expected_partition(rec.key, limits.partitions)
-        if home != rec.partition:
-            why = Rejection(
-                "misrouted_key",
-                f"key hashes to partition {home} but the record is on {rec.partition}: "
-                "produce with Kafka's default murmur2 partitioner so each customer's "
-                "events share one partition",
-            )
-            return reject(rec, why, names, now_ms=now_ms)
-    before = load(ev.customer_id)
-    if before.applied(rec.topic, rec.partition, rec.offset):
-        sends = [
-            s
-            for item in before.pending
-            if item.event_id == ev.event_id
-            for s in _decision_sends(
-                Decision.from_dict(item.record), names, orjson.dumps(item.record)
-            )
-        ]
-        return Result("replayed", event=ev, sends=sends)
+        if ev.customer_id is None:
+            assert ev.anonymous_id is not None
+            customer = state.linked(ev.anonymous_id)
+            if customer is not None:
+                return self._forward(ev, self.stitched_topic, customer, merge=None)
+            return self._apply(ev, ANONYMOUS + ev.anonymous_id, rec, state, now_ms=now_ms)
+        if ev.anonymous_id is not None and ev.type in LINKING:
+            return self._forward(ev, self.identity_topic, ev.anonymous_id, merge=None)
+        return self._apply(ev, ev.customer_id, rec, state, now_ms=now_ms)
 
-    profile = apply_event(before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset)
-    result = Result("applied", event=ev, profile=profile)
+    def link(self, rec: Record, state: State, *, now_ms: int) -> Result:
+        fwd = _forwarded(rec)
+        if isinstance(fwd, Rejection):
+            return reject(rec, fwd, self.names, now_ms=now_ms)
+        ev, _ = fwd
+        assert ev.anonymous_id is not None and ev.customer_id is not None
+        anon_key = ANONYMOUS + ev.anonymous_id
+        history = state.profile(anon_key)
+        result = self._forward(ev, self.stitched_topic, ev.customer_id, merge=history)
+        result.links[ev.anonymous_id] = ev.customer_id
+        if history is not None:
+            result.writes[anon_key] = None
+        return result
 
-    if ev.source == "outcome" and ev.type in REWARDS:
-        profile, pending = take_pending(profile, str(ev.data["decision_id"]))
-        if pending is not None:
-            result.reward = REWARDS[ev.type]
-            taken = pending.record
-            arm = f"{taken['action']}:{taken['channel']}"
-            policy.learn_one(taken["features"], arm, result.reward)
-            result.status = "learned"
-        result.profile = profile
-    elif f"{ev.source}.{ev.type}" in TRIGGERS:
-        decision = decide(profile, ev, policy, cfg, now_ms=now_ms)
-        encoded = decision.encode()
-        if decision.acts:
-            assert decision.channel is not None
-            profile = remember(
-                profile,
-                Pending(decision.decision_id, ev.event_id, orjson.loads(encoded)),
-            )
-        result = replace(result, status="decided", profile=profile, decision=decision)
-        result.sends = _decision_sends(decision, names, encoded)
-    return result
+    def stitched(self, rec: Record, state: State, *, now_ms: int) -> Result:
+        fwd = _forwarded(rec)
+        if isinstance(fwd, Rejection):
+            return reject(rec, fwd, self.names, now_ms=now_ms)
+        ev, history = fwd
+        assert ev.customer_id is not None
+        return self._apply(ev, ev.customer_id, rec, state, now_ms=now_ms, history=history)
+
+    def _forward(self, ev: Event, topic: str, key: str, *, merge: Profile | None) -> Result:
+        doc = dict(ev.data)
+        if ev.customer_id is None:
+            doc["customer_id"] = key  # attributed to the linked customer from here on
+        value = orjson.dumps(
+            {"source": ev.source, "origin": ev.origin, "event": doc, "merge": merge}
+        )
+        return Result("forwarded", event=ev, sends=[Send(topic, key.encode(), value)])
+
+    def _apply(
+        self,
+        ev: Event,
+        key: str,
+        rec: Record,
+        state: State,
+        *,
+        now_ms: int,
+        history: Profile | None = None,
+    ) -> Result:
+        before = state.profile(key) or Profile(key)
+        if before.applied(rec.topic, rec.partition, rec.offset):
+            sends = [
+                s
+                for item in before.pending
+                if item.event_id == ev.event_id
+                for s in _decision_sends(
+                    Decision.from_dict(item.record), self.names, orjson.dumps(item.record)
+                )
+            ]
+            return Result("replayed", event=ev, sends=sends)
+        if history is not None:
+            before = merge(before, history)
+        if seen_before(before, ev.dedup_key):
+            writes: dict[str, Profile | None] = {key: before} if history is not None else {}
+            return Result("duplicate", event=ev, writes=writes)
+
+        profile = apply_event(
+            before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset
+        )
+        profile = mark_seen(
+            profile,
+            ev.dedup_key,
+            ev.time_ms,
+            window_ms=self.limits.dedup_window_ms,
+            max_ids=self.limits.dedup_max_ids,
+        )
+        result = Result("applied", event=ev)
+        if ev.source == "outcome" and ev.type in REWARDS:
+            profile, pending = take_pending(profile, str(ev.data["decision_id"]))
+            if pending is not None:
+                result.reward = REWARDS[ev.type]
+                taken = pending.record
+                arm = f"{taken['action']}:{taken['channel']}"
+                self.policy.learn_one(taken["features"], arm, result.reward)
+                result.status = "learned"
+        elif not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
+            decision = decide(profile, ev, self.policy, self.cfg, now_ms=now_ms)
+            encoded = decision.encode()
+            if decision.acts:
+                pending_decision = Pending(decision.decision_id, ev.event_id, orjson.loads(encoded))
+                profile = remember(profile, pending_decision)
+            result = replace(result, status="decided", decision=decision)
+            result.sends = _decision_sends(decision, self.names, encoded)
+        result.writes[key] = profile
+        return result
 
 
 def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Result:
@@ -180,6 +283,33 @@ def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Re
 def expected_partition(key: bytes, partitions: int) -> int:
     """The partition Kafka's default (murmur2) partitioner gives ``key``."""
     return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+
+
+def _forwarded(rec: Record) -> tuple[Event, Profile | None] | Rejection:
+    """Decode a record the worker itself forwarded (already validated at ingest)."""
+    try:
+        doc: dict[str, Any] = orjson.loads(rec.value or b"")
+        data = doc["event"]
+        ev = Event(
+            source=doc["source"],
+            type=data["type"],
+            event_id=data["event_id"],
+            customer_id=data.get("customer_id"),
+            time_ms=_time_ms(data["time"]),
+            data=data,
+            anonymous_id=data.get("anonymous_id"),
+            origin=doc.get("origin", ""),
+        )
+        history = Profile.decode(orjson.dumps(doc["merge"])) if doc.get("merge") else None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return Rejection("internal_error", f"unreadable forwarded record: {exc!r}")
+    return ev, history
+
+
+def _time_ms(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    return int(datetime.fromisoformat(value).timestamp() * 1000)
 
 
 def _decision_sends(decision: Decision, names: TopicNames, value: bytes) -> list[Send]:

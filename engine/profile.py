@@ -6,6 +6,7 @@ out. The worker keeps one profile per customer in a changelog-backed table.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -19,6 +20,8 @@ MAX_CART_ITEMS = 50
 MAX_OPEN_TICKETS = 20
 MAX_PENDING = 4
 """Recent decisions remembered for learning and for re-emission after a crash."""
+ANONYMOUS = "anon:"
+"""Key prefix of a profile known only by an anonymous id (before login or signup)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,12 @@ class Profile:
     pending: tuple[Pending, ...] = ()
     decisions: int = 0
     conversions: int = 0
+    seen: dict[str, int] = field(default_factory=dict)
+    """Recently applied events: short hash of (source, origin, event_id) -> event time, s."""
+
+    @property
+    def anonymous(self) -> bool:
+        return self.customer_id.startswith(ANONYMOUS)
 
     @property
     def web_events(self) -> int:
@@ -129,6 +138,51 @@ def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: in
         if ev.type in ("unsubscribed", "complained") and channel and channel not in p.opted_out:
             changes["opted_out"] = (*p.opted_out, str(channel))
     return replace(p, **changes)
+
+
+def seen_before(p: Profile, dedup_key: str) -> bool:
+    return _short_hash(dedup_key) in p.seen
+
+
+def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int) -> Profile:
+    """Remember ``dedup_key``; forget ids older than the window, and the oldest beyond
+    ``max_ids`` (a duplicate arriving after that is applied again: the price of bounded
+    state per customer)."""
+    now_s = max(time_ms, p.last_seen_ms) // 1000
+    horizon = now_s - window_ms // 1000
+    kept = {h: t for h, t in p.seen.items() if t >= horizon}
+    kept[_short_hash(dedup_key)] = time_ms // 1000
+    if len(kept) > max_ids:
+        kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-max_ids:])
+    return replace(p, seen=kept)
+
+
+def merge(into: Profile, anon: Profile) -> Profile:
+    """Fold an anonymous visitor's history into the customer they turned out to be."""
+    counts = dict(into.counts)
+    for k, n in anon.counts.items():
+        counts[k] = counts.get(k, 0) + n
+    categories = dict(into.categories)
+    for k, n in anon.categories.items():
+        categories[k] = categories.get(k, 0) + n
+    categories = dict(sorted(categories.items(), key=lambda kv: -kv[1])[:MAX_CATEGORIES])
+    first = [t for t in (into.first_seen_ms, anon.first_seen_ms) if t]
+    return replace(
+        into,
+        counts=counts,
+        categories=categories,
+        mobile_events=into.mobile_events + anon.mobile_events,
+        cart=dict(list({**anon.cart, **into.cart}.items())[:MAX_CART_ITEMS]),
+        first_seen_ms=min(first) if first else 0,
+        last_seen_ms=max(into.last_seen_ms, anon.last_seen_ms),
+        seen={**anon.seen, **into.seen},
+    )
+
+
+def _short_hash(text: str) -> str:
+    # 48 bits: a false "duplicate" needs two of one customer's few dozen recent ids to
+    # collide, about 1 in 10^11 per event; 12 characters keep the profile small.
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def remember(p: Profile, pending: Pending) -> Profile:

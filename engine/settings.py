@@ -63,6 +63,14 @@ class Settings:
     max_future_skew_seconds: int = _opt(
         300, "How far ahead of the worker's clock an event time may be before rejection."
     )
+    dedup_window_seconds: int = _opt(
+        86_400, "An event whose (source, id) was applied this recently is a duplicate."
+    )
+    dedup_max_ids: int = _opt(
+        32,
+        "Event ids remembered per customer for deduplication; beyond it the oldest go "
+        "first, which bounds the state each customer costs.",
+    )
     exploration_rate: float = _opt(
         0.1, "Share of decisions that explore a random eligible action (epsilon-greedy)."
     )

@@ -1,125 +1,54 @@
-"""Input event contracts and the parse step.
+"""The parse step: raw record in, a validated :class:`Event` or a :class:`Rejection` out.
 
-The parse step never raises on bad input: every record becomes either an :class:`Event`
-or a :class:`Rejection` with an error class and a message (errors are data). The agent
-sends rejections to the dead-letter topic.
+It never raises on bad input (errors are data); the agent dead-letters rejections.
+Three envelopes are accepted, told apart by the headers:
 
-An event is a JSON object::
+- plain JSON: the value is the event object (``content-type`` absent or ``application/json``);
+- CloudEvents 1.0 binary mode: ``ce_id``, ``ce_type``, ``ce_source``, ``ce_specversion``
+  (and ``ce_time``) headers, the value is the event's data;
+- CloudEvents 1.0 structured mode: ``content-type: application/cloudevents+json``, the
+  value is the whole CloudEvent with the event in ``data``.
 
-    {"event_id": "e-1", "customer_id": "c-42", "type": "add_to_cart",
-     "time": "2026-11-24T08:00:00Z", "product_id": "p-7", "price": 19.5}
-
-``time`` is RFC 3339 (with an offset) or epoch milliseconds. The record key, when
-present, must equal ``customer_id``: the key decides the partition, and the partition
-decides which worker holds the customer's state.
+A CloudEvents ``type`` names the event type in its last dotted segment
+(``com.shop.web.add_to_cart`` or just ``add_to_cart``); ``subject`` may carry the
+customer id. The record key, when present, must equal ``customer_id`` (or the
+``anonymous_id`` of an anonymous web event): the key decides the partition, and the
+partition decides which worker holds the state.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 
-Kind = Literal["str", "number", "int", "bool"]
+from topics.contracts import ENVELOPE, Field, contract_for
 
-MAX_ID_LENGTH = 128
-"""Longest accepted customer_id, event_id and other identifiers."""
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    kind: Kind
-    required: bool = False
-    minimum: float | None = None
-    maximum: float | None = None
-    choices: tuple[str, ...] | None = None
-    max_length: int = 512
-
-
-_ID = Field("str", required=True, max_length=MAX_ID_LENGTH)
-_OPT_ID = Field("str", max_length=MAX_ID_LENGTH)
-_MONEY = Field("number", required=True, minimum=0.0)
-_CHANNEL = Field("str", required=True, choices=("email", "sms", "push", "inapp", "agent"))
-_DEVICE = Field("str", choices=("mobile", "desktop", "tablet"))
-
-_WEB_COMMON: dict[str, Field] = {"device": _DEVICE, "session_id": _OPT_ID}
-
-# Type-specific fields per source. Fields not named here are kept as they are
-# (upstream teams may add attributes) but never read by the engine.
-EVENT_TYPES: dict[str, dict[str, dict[str, Field]]] = {
-    "web": {
-        "page_view": {**_WEB_COMMON, "url": Field("str", max_length=2048)},
-        "product_view": {
-            **_WEB_COMMON,
-            "product_id": _ID,
-            "category": Field("str", max_length=64),
-            "price": Field("number", minimum=0.0),
-        },
-        "search": {**_WEB_COMMON, "query": Field("str", required=True, max_length=512)},
-        "add_to_cart": {
-            **_WEB_COMMON,
-            "product_id": _ID,
-            "category": Field("str", max_length=64),
-            "price": _MONEY,
-        },
-        "remove_from_cart": {**_WEB_COMMON, "product_id": _ID},
-        "checkout_started": {**_WEB_COMMON},
-        "login": {**_WEB_COMMON},
-        "signup": {**_WEB_COMMON},
-    },
-    "support": {
-        "ticket_opened": {
-            "ticket_id": _ID,
-            "priority": Field("str", choices=("low", "normal", "high", "urgent")),
-        },
-        "ticket_updated": {"ticket_id": _ID},
-        "ticket_resolved": {"ticket_id": _ID},
-        "chat_started": {},
-        "csat_submitted": {"score": Field("int", required=True, minimum=1, maximum=5)},
-        "nps_submitted": {"score": Field("int", required=True, minimum=0, maximum=10)},
-    },
-    "purchase": {
-        "order_placed": {"order_id": _ID, "amount": _MONEY},
-        "order_cancelled": {"order_id": _ID, "amount": _MONEY},
-        "refund_issued": {"order_id": _ID, "amount": _MONEY},
-        "subscription_started": {"plan": Field("str", max_length=64)},
-        "subscription_cancelled": {"plan": Field("str", max_length=64)},
-    },
-    "outcome": {
-        name: {"decision_id": _ID, "channel": Field("str", max_length=16)}
-        for name in (
-            "delivered",
-            "opened",
-            "clicked",
-            "converted",
-            "dismissed",
-            "bounced",
-            "unsubscribed",
-            "complained",
-        )
-    },
-    "consent": {
-        "opt_in": {"channel": _CHANNEL},
-        "opt_out": {"channel": _CHANNEL},
-        "erasure_requested": {},
-    },
-}
+CE_STRUCTURED = "application/cloudevents+json"
+JSON_TYPES = ("application/json", "text/json")
 
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A validated input event."""
+    """A validated input event. ``data`` is the whole event object (envelope included)."""
 
     source: str
     type: str
     event_id: str
-    customer_id: str
+    customer_id: str | None
     time_ms: int
     data: Mapping[str, Any]
+    anonymous_id: str | None = None
+    origin: str = ""
+    """The CloudEvents ``source`` when the event came as one; part of its identity."""
+
+    @property
+    def dedup_key(self) -> str:
+        return f"{self.source}/{self.origin}/{self.event_id}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +63,7 @@ def parse_event(
     source: str,
     value: bytes | None,
     key: bytes | None,
+    headers: Sequence[tuple[str, bytes]] = (),
     *,
     now_ms: int,
     max_bytes: int = 1_048_576,
@@ -147,14 +77,23 @@ def parse_event(
     ('login', 'c1', 1700000000000)
     >>> parse_event("web", b'{"event_id":', b"c1", now_ms=0).error_class
     'malformed_json'
+    >>> ce = [("ce_specversion", b"1.0"), ("ce_id", b"e2"), ("ce_source", b"/shop"),
+    ...       ("ce_type", b"com.shop.web.search"), ("ce_time", b"2023-11-14T22:13:20Z")]
+    >>> parse_event("web", b'{"customer_id":"c1","query":"boots"}', b"c1", ce,
+    ...             now_ms=1700000000000).time_ms
+    1700000000000
     """
-    types = EVENT_TYPES.get(source)
-    if types is None:
-        return Rejection("unknown_source", f"no contract for source {source!r}")
     if value is None:
         return Rejection("tombstone", "null value (tombstone) on an event topic")
     if len(value) > max_bytes:
         return Rejection("too_large", f"value is {len(value)} bytes, limit {max_bytes}")
+    hdrs = _headers(headers)
+    content_type = hdrs.get("content-type", "").split(";")[0].strip().lower()
+    if content_type and content_type not in (CE_STRUCTURED, *JSON_TYPES):
+        return Rejection(
+            "unsupported_content_type",
+            f"content-type {content_type!r}: expected application/json or {CE_STRUCTURED}",
+        )
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -167,26 +106,58 @@ def parse_event(
     if not isinstance(doc, dict):
         return Rejection("not_an_object", f"expected a JSON object, got {type(doc).__name__}")
 
+    origin = ""
+    if content_type == CE_STRUCTURED:
+        unwrapped = _from_structured(doc)
+        if isinstance(unwrapped, Rejection):
+            return unwrapped
+        doc, origin = unwrapped
+    elif "ce_id" in hdrs or "ce_specversion" in hdrs:
+        unwrapped = _from_binary(doc, hdrs)
+        if isinstance(unwrapped, Rejection):
+            return unwrapped
+        doc, origin = unwrapped
+    return _validate(source, doc, key, origin, now_ms=now_ms, max_future_ms=max_future_ms)
+
+
+def _validate(
+    source: str,
+    doc: dict[str, Any],
+    key: bytes | None,
+    origin: str,
+    *,
+    now_ms: int,
+    max_future_ms: int,
+) -> Event | Rejection:
     etype = doc.get("type")
     if not isinstance(etype, str):
         return Rejection("schema_invalid", "field 'type' is missing or not a string")
-    fields = types.get(etype)
-    if fields is None:
+    contract = contract_for(source, etype)
+    if contract is None:
         return Rejection("unknown_event_type", f"{source} has no event type {etype!r}")
 
     problems: list[str] = []
-    event_id = _check("event_id", doc.get("event_id"), _ID, problems)
-    customer_id = _check("customer_id", doc.get("customer_id"), _ID, problems)
+    event_id = _check("event_id", doc.get("event_id"), ENVELOPE["event_id"], problems)
+    customer_id = _check("customer_id", doc.get("customer_id"), ENVELOPE["customer_id"], problems)
     time_ms = _event_time(doc.get("time"), problems)
-    for name, spec in fields.items():
+    for name, spec in contract.fields.items():
         _check(name, doc.get(name), spec, problems)
+    anonymous_id = doc.get("anonymous_id") if contract.anonymous else None
+    if doc.get("customer_id") is None:
+        if not contract.anonymous:
+            problems.append("field 'customer_id' is required")
+        elif anonymous_id is None:
+            problems.append("field 'customer_id' or 'anonymous_id' is required")
     if problems:
         return Rejection("schema_invalid", "; ".join(problems))
-    assert isinstance(event_id, str) and isinstance(customer_id, str) and time_ms is not None
+    assert isinstance(event_id, str) and time_ms is not None
 
-    if key is not None and key != customer_id.encode():
+    identity = customer_id if customer_id is not None else anonymous_id
+    if key is not None and key != str(identity).encode():
         return Rejection(
-            "key_mismatch", "record key differs from customer_id; key records by customer_id"
+            "key_mismatch",
+            "record key differs from customer_id (or anonymous_id when there is no "
+            "customer_id); key records by the person they are about",
         )
     if time_ms > now_ms + max_future_ms:
         return Rejection(
@@ -194,7 +165,56 @@ def parse_event(
             f"event time is {(time_ms - now_ms) / 1000:.0f}s ahead of the clock "
             f"(limit {max_future_ms / 1000:.0f}s)",
         )
-    return Event(source, etype, event_id, customer_id, time_ms, doc)
+    return Event(source, etype, event_id, customer_id, time_ms, doc, anonymous_id, origin)
+
+
+def _headers(headers: Sequence[tuple[str, bytes]]) -> dict[str, str]:
+    """Header names lower-cased (HTTP-style), values as text; the last one of a name wins."""
+    out: dict[str, str] = {}
+    for name, raw in headers:
+        out[name.lower()] = raw.decode("utf-8", "replace") if raw is not None else ""
+    return out
+
+
+def _event_type(ce_type: str) -> str:
+    return ce_type.rsplit(".", 1)[-1]
+
+
+def _from_binary(
+    data: dict[str, Any], hdrs: Mapping[str, str]
+) -> tuple[dict[str, Any], str] | Rejection:
+    missing = [h for h in ("ce_specversion", "ce_id", "ce_type", "ce_source") if not hdrs.get(h)]
+    if missing:
+        return Rejection(
+            "cloudevents_invalid", f"binary-mode headers missing: {', '.join(missing)}"
+        )
+    if hdrs["ce_specversion"] != "1.0":
+        return Rejection(
+            "cloudevents_invalid", f"specversion {hdrs['ce_specversion']!r} is not 1.0"
+        )
+    doc = {**data, "event_id": hdrs["ce_id"], "type": _event_type(hdrs["ce_type"])}
+    if hdrs.get("ce_time"):
+        doc["time"] = hdrs["ce_time"]
+    if hdrs.get("ce_subject") and "customer_id" not in doc:
+        doc["customer_id"] = hdrs["ce_subject"]
+    return doc, hdrs["ce_source"]
+
+
+def _from_structured(ce: dict[str, Any]) -> tuple[dict[str, Any], str] | Rejection:
+    missing = [a for a in ("specversion", "id", "type", "source") if not isinstance(ce.get(a), str)]
+    if missing:
+        return Rejection("cloudevents_invalid", f"attributes missing: {', '.join(missing)}")
+    if ce["specversion"] != "1.0":
+        return Rejection("cloudevents_invalid", f"specversion {ce['specversion']!r} is not 1.0")
+    data = ce.get("data")
+    if not isinstance(data, dict):
+        return Rejection("cloudevents_invalid", "'data' must be a JSON object")
+    doc = {**data, "event_id": ce["id"], "type": _event_type(ce["type"])}
+    if "time" in ce:
+        doc["time"] = ce["time"]
+    if isinstance(ce.get("subject"), str) and "customer_id" not in doc:
+        doc["customer_id"] = ce["subject"]
+    return doc, ce["source"]
 
 
 def _check(name: str, value: Any, spec: Field, problems: list[str]) -> Any:
@@ -208,7 +228,7 @@ def _check(name: str, value: Any, spec: Field, problems: list[str]) -> Any:
         if ok and not value.strip():
             problems.append(f"field {name!r} is empty")
             return None
-        if ok and len(value) > spec.max_length:
+        if ok and spec.max_length is not None and len(value) > spec.max_length:
             problems.append(f"field {name!r} is longer than {spec.max_length} characters")
             return None
         if ok and spec.choices is not None and value not in spec.choices:
@@ -218,10 +238,14 @@ def _check(name: str, value: Any, spec: Field, problems: list[str]) -> Any:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif spec.kind == "number":
         ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    else:
+    elif spec.kind == "bool":
         ok = isinstance(value, bool)
+    else:
+        ok = isinstance(value, dict | list)
     if not ok:
-        problems.append(f"field {name!r} must be {'a' if spec.kind != 'int' else 'an'} {spec.kind}")
+        problems.append(
+            f"field {name!r} must be {'an' if spec.kind in ('int', 'object') else 'a'} {spec.kind}"
+        )
         return None
     if spec.minimum is not None and value < spec.minimum:
         problems.append(f"field {name!r} must be >= {spec.minimum:g}")

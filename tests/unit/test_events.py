@@ -86,3 +86,81 @@ def test_rejection_messages_name_the_field() -> None:
     result = parse("web", raw(type="add_to_cart", product_id="p"))
     assert isinstance(result, Rejection)
     assert "'price' is required" in result.message
+
+
+CE_HEADERS = [
+    ("ce_specversion", b"1.0"),
+    ("ce_id", b"ce-1"),
+    ("ce_source", b"/shop/web"),
+    ("ce_type", b"com.shop.web.add_to_cart"),
+    ("ce_time", b"2027-01-15T08:00:00Z"),
+]
+
+
+def test_cloudevents_binary_mode_maps_headers_to_the_envelope() -> None:
+    data = orjson.dumps({"customer_id": "c-1", "product_id": "p", "price": 2.0})
+    ev = parse_event("web", data, b"c-1", CE_HEADERS, now_ms=NOW)
+    assert isinstance(ev, Event)
+    assert (ev.event_id, ev.type, ev.origin) == ("ce-1", "add_to_cart", "/shop/web")
+    assert ev.time_ms == 1800000000000 and ev.dedup_key == "web//shop/web/ce-1"
+
+
+def test_cloudevents_binary_mode_takes_the_customer_from_the_subject() -> None:
+    headers = [*CE_HEADERS, ("ce_subject", b"c-1")]
+    data = orjson.dumps({"product_id": "p", "price": 2.0})
+    ev = parse_event("web", data, b"c-1", headers, now_ms=NOW)
+    assert isinstance(ev, Event) and ev.customer_id == "c-1"
+
+
+def test_cloudevents_structured_mode() -> None:
+    ce = {
+        "specversion": "1.0",
+        "id": "ce-2",
+        "source": "/support",
+        "type": "ticket_opened",
+        "time": "2027-01-15T08:00:00+00:00",
+        "subject": "c-1",
+        "data": {"ticket_id": "t-1", "priority": "high"},
+    }
+    headers = [("content-type", b"application/cloudevents+json; charset=utf-8")]
+    ev = parse_event("support", orjson.dumps(ce), b"c-1", headers, now_ms=NOW)
+    assert isinstance(ev, Event)
+    assert (ev.type, ev.customer_id, ev.data["ticket_id"]) == ("ticket_opened", "c-1", "t-1")
+
+
+@pytest.mark.parametrize(
+    ("headers", "value", "error_class"),
+    [
+        (CE_HEADERS[1:], b'{"customer_id": "c-1"}', "cloudevents_invalid"),
+        ([("ce_specversion", b"0.3"), *CE_HEADERS[1:]], b"{}", "cloudevents_invalid"),
+        ([("content-type", b"application/xml")], raw(type="login"), "unsupported_content_type"),
+        (
+            [("Content-Type", b"application/cloudevents+json")],
+            orjson.dumps({"specversion": "1.0", "id": "x", "type": "login"}),
+            "cloudevents_invalid",
+        ),
+        (
+            [("content-type", b"application/cloudevents+json")],
+            orjson.dumps(
+                {"specversion": "1.0", "id": "x", "type": "login", "source": "/", "data": 3}
+            ),
+            "cloudevents_invalid",
+        ),
+    ],
+)
+def test_bad_envelopes_are_rejected(
+    headers: list[tuple[str, bytes]], value: bytes, error_class: str
+) -> None:
+    assert rejected(parse_event("web", value, b"c-1", headers, now_ms=NOW)) == error_class
+
+
+def test_json_content_type_is_accepted() -> None:
+    headers = [("content-type", b"application/json; charset=utf-8")]
+    assert isinstance(parse_event("web", raw(type="login"), b"c-1", headers, now_ms=NOW), Event)
+
+
+def test_anonymous_web_event_is_keyed_by_its_anonymous_id() -> None:
+    doc = {"event_id": "e", "anonymous_id": "a-9", "type": "page_view", "time": NOW}
+    ev = parse_event("web", orjson.dumps(doc), b"a-9", now_ms=NOW)
+    assert isinstance(ev, Event) and ev.customer_id is None and ev.anonymous_id == "a-9"
+    assert rejected(parse_event("web", orjson.dumps(doc), b"c-1", now_ms=NOW)) == "key_mismatch"

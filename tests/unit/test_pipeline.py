@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import orjson
+import pytest
 
 from engine.decide import DecideConfig
-from engine.pipeline import Limits, Record, Result, expected_partition, process
+from engine.pipeline import Core, Limits, Record, Result, expected_partition
 from engine.profile import Profile
 from models.policy import LogisticHeads
 from topics.catalogue import TopicNames
@@ -16,30 +19,55 @@ NAMES = TopicNames("cx.")
 
 
 class Harness:
+    """The core with dict-backed tables, standing in for the worker's Faust tables."""
+
     def __init__(self, partitions: int = 0) -> None:
         self.profiles: dict[str, Profile] = {}
+        self.identities: dict[str, str] = {}
         self.policy = LogisticHeads()
-        self.limits = Limits(partitions=partitions)
+        self.core = Core(
+            self.policy,
+            NAMES,
+            identity_topic="app-identity",
+            stitched_topic="app-stitched",
+            cfg=DecideConfig(exploration_rate=0.0),
+            limits=Limits(partitions=partitions),
+        )
         self.offset = 0
+
+    def profile(self, key: str) -> Profile | None:
+        return self.profiles.get(key)
+
+    def linked(self, anonymous_id: str) -> str | None:
+        return self.identities.get(anonymous_id)
 
     def send(self, source: str, value: bytes | None, key: bytes | None = b"c1") -> Result:
         self.offset += 1
-        rec = Record(f"cx.{source}", 0, self.offset, key, value, [("ce_id", b"x")])
+        rec = Record(f"cx.{source}", 0, self.offset, key, value, [("trace", b"x")])
         return self.run(rec)
 
     def run(self, rec: Record) -> Result:
-        result = process(
-            rec,
-            lambda cid: self.profiles.get(cid, Profile(cid)),
-            self.policy,
-            NAMES,
-            DecideConfig(exploration_rate=0.0),
-            self.limits,
-            now_ms=NOW,
-        )
-        if result.profile is not None:
-            self.profiles[result.profile.customer_id] = result.profile
+        step = {
+            "app-identity": self.core.link,
+            "app-stitched": self.core.stitched,
+        }.get(rec.topic, self.core.ingest)
+        result = step(rec, self, now_ms=NOW)
+        for key, profile in result.writes.items():
+            if profile is None:
+                self.profiles.pop(key, None)
+            else:
+                self.profiles[key] = profile
+        self.identities.update(result.links)
         return result
+
+    def deliver(self, result: Result) -> list[Result]:
+        """Run the forwarded records a result sent, as the worker's other agents would."""
+        self.offset += 1
+        return [
+            self.run(Record(s.topic, 0, self.offset, s.key, s.value))
+            for s in result.sends
+            if s.topic.startswith("app-")
+        ]
 
 
 def event(etype: str, eid: str, **data: object) -> bytes:
@@ -50,10 +78,10 @@ def event(etype: str, eid: str, **data: object) -> bytes:
 def test_rejected_record_becomes_one_dead_letter_with_original_bytes() -> None:
     h = Harness()
     result = h.send("web", b"{oops")
-    assert result.status == "rejected" and result.profile is None
+    assert result.status == "rejected" and result.writes == {}
     [dlq] = result.sends
     assert (dlq.topic, dlq.key, dlq.value) == ("cx.dlq", b"c1", b"{oops")
-    assert dlq.headers[0] == ("ce_id", b"x")
+    assert dlq.headers[0] == ("trace", b"x")
     why = reason_of(dlq.headers)
     assert why["segue.error.class"] == "malformed_json"
     assert (why["segue.source.topic"], why["segue.source.offset"]) == ("cx.web", "1")
@@ -83,7 +111,7 @@ def test_replayed_offset_is_not_applied_twice_and_re_emits_its_decision() -> Non
     rec = Record("cx.web", 0, 42, b"c1", value)
     first = h.run(rec)
     again = h.run(rec)
-    assert again.status == "replayed" and again.profile is None
+    assert again.status == "replayed" and again.writes == {}
     assert h.profiles["c1"].counts == {"web.add_to_cart": 1}
     assert [(s.topic, s.value) for s in again.sends] == [(s.topic, s.value) for s in first.sends]
 
@@ -126,3 +154,66 @@ def test_misrouted_key_is_dead_lettered() -> None:
 def test_expected_partition_matches_kafkas_murmur2() -> None:
     # Values produced by Kafka's Java client (Utils.murmur2) for these keys and 3 partitions.
     assert [expected_partition(k, 3) for k in (b"a", b"customer-1", b"c1")] == [1, 0, 2]
+
+
+def anon_event(etype: str, eid: str, anon: str = "a1", **data: object) -> bytes:
+    doc = {"event_id": eid, "anonymous_id": anon, "type": etype, "time": NOW, **data}
+    return orjson.dumps(doc)
+
+
+def test_duplicate_event_is_counted_not_applied_and_not_dead_lettered() -> None:
+    h = Harness()
+    value = event("add_to_cart", "e1", product_id="p1", price=5.0)
+    first = h.send("web", value)
+    again = h.send("web", value)  # a producer retry: same id, new offset
+    assert first.status == "decided" and again.status == "duplicate"
+    assert again.sends == [] and again.writes == {}
+    assert h.profiles["c1"].counts == {"web.add_to_cart": 1}
+    other_source = h.send("purchase", event("order_placed", "e1", order_id="o", amount=1.0))
+    assert other_source.status == "decided"  # ids are unique per source only
+
+
+def test_anonymous_history_is_stitched_into_the_customer_at_login() -> None:
+    h = Harness()
+    for i in range(3):
+        browsing = h.send("web", anon_event("product_view", f"v{i}", product_id="p"), key=b"a1")
+        assert browsing.status == "applied" and browsing.decision is None
+    assert h.profiles["anon:a1"].counts == {"web.product_view": 3}
+
+    login = h.send("web", event("login", "l1", anonymous_id="a1"))
+    assert login.status == "forwarded"
+    assert [s.topic for s in login.sends] == ["app-identity"]
+    assert login.sends[0].key == b"a1"
+    [linked] = h.deliver(login)
+    assert linked.links == {"a1": "c1"} and "anon:a1" not in h.profiles
+    [decided] = h.deliver(linked)
+    assert decided.status == "decided" and decided.decision is not None
+    assert decided.decision.customer_id == "c1"
+    assert decided.decision.features["log_web_events"] == pytest.approx(math.log1p(4))
+
+    later = h.send("web", anon_event("product_view", "v9", product_id="p"), key=b"a1")
+    assert later.status == "forwarded" and later.sends[0].key == b"c1"
+    [applied] = h.deliver(later)
+    assert applied.status == "decided"
+    assert h.profiles["c1"].counts == {"web.product_view": 4, "web.login": 1}
+
+
+def test_stitching_twice_does_not_double_count_history() -> None:
+    h = Harness()
+    h.send("web", anon_event("product_view", "v1", product_id="p"), key=b"a1")
+    for eid in ("l1", "l2"):
+        login = h.send("web", event("login", eid, anonymous_id="a1"))
+        for linked in h.deliver(login):
+            h.deliver(linked)
+    assert h.profiles["c1"].counts == {"web.product_view": 1, "web.login": 2}
+
+
+def test_anonymous_event_needs_one_of_the_ids() -> None:
+    h = Harness()
+    doc = {"event_id": "x", "type": "page_view", "time": NOW}
+    result = h.send("web", orjson.dumps(doc), key=None)
+    assert result.rejection is not None
+    assert "'customer_id' or 'anonymous_id'" in result.rejection.message
+    support = {"event_id": "x", "type": "chat_started", "time": NOW, "anonymous_id": "a"}
+    result = h.send("support", orjson.dumps(support), key=None)
+    assert result.rejection is not None and "'customer_id' is required" in result.rejection.message
