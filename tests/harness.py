@@ -10,6 +10,7 @@ import asyncio
 import os
 import socket
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -64,7 +65,8 @@ class Segue:
         records: list[dict[str, Any] | tuple[bytes | None, bytes | None]],
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
-        """Send events (dicts keyed by their customer_id) or raw (key, value) pairs, in order."""
+        """Send events (dicts, keyed by customer_id or else anonymous_id) or raw (key, value)
+        pairs, in order."""
 
         async def run() -> None:
             producer = AIOKafkaProducer(
@@ -75,7 +77,8 @@ class Segue:
             try:
                 for rec in records:
                     if isinstance(rec, dict):
-                        key, value = rec["customer_id"].encode(), orjson.dumps(rec)
+                        who = rec.get("customer_id") or rec["anonymous_id"]
+                        key, value = who.encode(), orjson.dumps(rec)
                     else:
                         key, value = rec
                     await producer.send_and_wait(
@@ -85,6 +88,28 @@ class Segue:
                 await producer.stop()
 
         asyncio.run(run())
+
+    def metric(self, name: str, **labels: str) -> float:
+        """A counter from the worker's /metrics, summed over series matching ``labels``."""
+        url = f"http://127.0.0.1:{self.settings.web_port}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            text = resp.read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name) or line.startswith("#"):
+                continue
+            series, value = line.rsplit(" ", 1)
+            if series.split("{")[0] != name:
+                continue
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def wait_metric(self, name: str, at_least: float, timeout: float = 30.0, **labels: str) -> None:
+        deadline = time.monotonic() + timeout
+        while self.metric(name, **labels) < at_least:
+            assert time.monotonic() < deadline, f"{name}{labels} stayed below {at_least}"
+            time.sleep(0.1)
 
     def consume(
         self,

@@ -6,8 +6,6 @@ channel topic, and no marketing decision for a customer while a support ticket i
 
 from __future__ import annotations
 
-import time
-import urllib.request
 import uuid
 from typing import Any
 
@@ -16,18 +14,6 @@ import pytest
 from tests.harness import Segue, event
 
 pytestmark = pytest.mark.integration
-
-
-def rewards(segue: Segue) -> float:
-    """segue_model_rewards_total summed over outcomes, read from the worker's /metrics."""
-    url = f"http://127.0.0.1:{segue.settings.web_port}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("segue_model_rewards_total{")
-    )
 
 
 def cid() -> str:
@@ -106,10 +92,7 @@ def test_outcome_teaches_the_model(segue: Segue) -> None:
     )
     # The outcome and the next event travel on different topics; wait until the worker
     # reports the reward on /metrics so the next decision is made after learning.
-    deadline = time.monotonic() + 30
-    while rewards(segue) < 1 and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert rewards(segue) >= 1
+    segue.wait_metric("segue_model_rewards_total", 1)
     segue.produce("web", [event("search", customer, event_id="next", query="boots")])
     log = segue.decisions(
         segue.names.decision_log, customer, lambda ds: any(d["event_id"] == "next" for d in ds)
