@@ -48,6 +48,8 @@ class DemoOptions:
     """Offered simulated activities per second (each is one or two events)."""
     seed: int = 7
     invalid_share: float = 0.01
+    anonymous_share: float = 0.3
+    """Share of customers who browse anonymously until they log in."""
 
 
 @dataclass(slots=True)
@@ -55,6 +57,8 @@ class Tally:
     sent: Counter[str] = field(default_factory=Counter)
     invalid_sent: int = 0
     triggers_sent: int = 0
+    anonymous_sent: int = 0
+    stitched: int = 0
     decisions: Counter[tuple[str, str]] = field(default_factory=Counter)
     decisions_seen: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -99,7 +103,7 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
 
 async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess) -> Tally:
     names = TopicNames(settings.topic_prefix)
-    pop = Population(opts.customers, seed=opts.seed)
+    pop = Population(opts.customers, seed=opts.seed, anonymous_share=opts.anonymous_share)
     tally = Tally()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     consumer = AIOKafkaConsumer(
@@ -217,8 +221,13 @@ async def _offer_load(
             for ev in pop.activity(now_ms):
                 source = ev.pop("source")
                 tally.sent[source] += 1
-                tally.triggers_sent += f"{source}.{ev['type']}" in TRIGGERS
-                await send(source, ev["customer_id"].encode(), orjson.dumps(ev))
+                known = "customer_id" in ev
+                # Anonymous visitors are profiled but not decided until they log in.
+                tally.triggers_sent += known and f"{source}.{ev['type']}" in TRIGGERS
+                tally.anonymous_sent += not known
+                tally.stitched += known and "anonymous_id" in ev
+                who = ev["customer_id"] if known else ev["anonymous_id"]
+                await send(source, who.encode(), orjson.dumps(ev))
         if time.monotonic() >= next_report:
             _progress(tally, elapsed)
             next_report += 5
@@ -241,6 +250,10 @@ def print_summary(t: Tally, opts: DemoOptions) -> None:
     lines = ["", "Segue demo summary", "=================="]
     by_source = ", ".join(f"{s} {n}" for s, n in sorted(t.sent.items()))
     lines.append(f"events in          {sent} ({by_source}, invalid {t.invalid_sent})")
+    lines.append(
+        f"identity           {t.anonymous_sent} anonymous events, {t.stitched} visitors "
+        "stitched to their customer at login"
+    )
     lines.append(f"decisions          {t.decisions_seen} for {t.triggers_sent} decision points")
     for (action, channel), n in sorted(t.decisions.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {action:24} {channel:6} {n:7d}")

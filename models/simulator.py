@@ -70,6 +70,12 @@ class SimCustomer:
     cart: dict[str, float] = field(default_factory=dict)
     open_ticket: str | None = None
     seq: int = 0
+    known: bool = True
+    """False while the person browses anonymously, before their first login."""
+
+    @property
+    def anonymous_id(self) -> str:
+        return "anon-" + self.customer_id
 
 
 class Population:
@@ -78,14 +84,18 @@ class Population:
     >>> pop = Population(100, seed=1)
     >>> ev = pop.activity(1_700_000_000_000)[-1]
     >>> ev["customer_id"], ev["type"], ev["time"]
-    ('sim-000074', 'search', 1700000000000)
-    >>> c = pop.by_id["sim-000074"]; c.segment, c.device
-    ('deal_seeker', 'desktop')
-    >>> pop.true_propensity("sim-000074", "discount_offer", "email")
-    0.4
+    ('sim-000041', 'add_to_cart', 1700000000000)
+    >>> c = pop.by_id["sim-000041"]; c.segment, c.device
+    ('browser', 'desktop')
+    >>> pop.true_propensity("sim-000041", "discount_offer", "email")
+    0.04
+    >>> pop.true_propensity("sim-000041", "product_recommendation", "email")
+    0.35
     """
 
-    def __init__(self, n: int, *, seed: int, id_prefix: str = "sim") -> None:
+    def __init__(
+        self, n: int, *, seed: int, id_prefix: str = "sim", anonymous_share: float = 0.0
+    ) -> None:
         self.rng = random.Random(seed)
         self.customers = [
             SimCustomer(
@@ -97,11 +107,21 @@ class Population:
             for i in range(n)
         ]
         self.by_id = {c.customer_id: c for c in self.customers}
+        for c in self.customers:
+            c.known = self.rng.random() >= anonymous_share
 
     def activity(self, now_ms: int) -> list[dict[str, Any]]:
         """One step of one random customer: one or two events, each with its ``source``."""
         c = self.rng.choice(self.customers)
         out: list[dict[str, Any]] = []
+        if not c.known:
+            # An anonymous visitor only browses, and now and then logs in for good.
+            if self.rng.random() < 0.25:
+                c.known = True
+                return [self._event(c, "web", "login", now_ms, anonymous_id=c.anonymous_id)]
+            web = {k: w for k, w in _BEHAVIOUR[c.segment].items() if k[0] == "web"}
+            source, etype = self.rng.choices(list(web), weights=list(web.values()))[0]
+            return [self._behave(c, source, etype, now_ms)]
         if c.open_ticket is not None and self.rng.random() < 0.12:
             out.append(
                 self._event(c, "support", "ticket_resolved", now_ms, ticket_id=c.open_ticket)
@@ -148,6 +168,9 @@ class Population:
             "time": now_ms,
             **data,
         }
+        if not c.known:
+            del ev["customer_id"]
+            ev["anonymous_id"] = c.anonymous_id
         if source == "web":
             own = self.rng.random() < 0.85
             ev["device"] = c.device if own else ("desktop" if c.device == "mobile" else "mobile")
