@@ -118,7 +118,7 @@ class Result:
     """What one record did."""
 
     status: str
-    """rejected, forwarded, replayed, duplicate, applied, decided or learned."""
+    """rejected, forwarded, replayed, duplicate, erased, applied, decided or learned."""
     event: Event | None = None
     writes: dict[str, Profile | None] = field(default_factory=dict)
     """Profiles to store (None deletes), by profile key."""
@@ -231,6 +231,10 @@ class Core:
             return Result("replayed", event=ev, sends=sends)
         if history is not None:
             before = merge(before, history)
+        if ev.source == "consent" and ev.type == "erasure_requested":
+            # Forget the person: the table write is a tombstone, which compaction of the
+            # changelog removes for good. Later events start a new, empty profile.
+            return Result("erased", event=ev, writes={key: None})
         if seen_before(before, ev.dedup_key):
             writes: dict[str, Profile | None] = {key: before} if history is not None else {}
             return Result("duplicate", event=ev, writes=writes)

@@ -217,3 +217,14 @@ def test_anonymous_event_needs_one_of_the_ids() -> None:
     support = {"event_id": "x", "type": "chat_started", "time": NOW, "anonymous_id": "a"}
     result = h.send("support", orjson.dumps(support), key=None)
     assert result.rejection is not None and "'customer_id' is required" in result.rejection.message
+
+
+def test_erasure_request_deletes_the_profile() -> None:
+    h = Harness()
+    h.send("web", event("add_to_cart", "e1", product_id="p1", price=5.0))
+    assert "c1" in h.profiles
+    erased = h.send("consent", event("erasure_requested", "x1"))
+    assert erased.status == "erased" and erased.writes == {"c1": None}
+    assert "c1" not in h.profiles
+    after = h.send("web", event("page_view", "e2"))
+    assert h.profiles["c1"].counts == {"web.page_view": 1} and after.status == "applied"
