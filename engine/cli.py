@@ -80,6 +80,17 @@ def _parser() -> argparse.ArgumentParser:
     tlist = tsub.add_parser("list", help="the catalogue and what exists on the cluster")
     tlist.set_defaults(run=_topics_list)
 
+    contracts = sub.add_parser("contracts", help="the event contracts' JSON Schema files")
+    csub = contracts.add_subparsers(title="contracts commands")
+    export = csub.add_parser("export", help="write topics/schemas from topics/contracts.py")
+    export.add_argument("--dir", type=Path, help="default: topics/schemas in the project")
+    export.set_defaults(run=_contracts_export)
+    check = csub.add_parser(
+        "check", help="exit 1 when the files drift from the code or a version breaks its consumers"
+    )
+    check.add_argument("--dir", type=Path, help="default: topics/schemas in the project")
+    check.set_defaults(run=_contracts_check)
+
     worker = sub.add_parser("worker", help="run the Faust worker (ingest, profile, decide)")
     worker.set_defaults(run=_worker)
 
@@ -174,6 +185,28 @@ def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
     for st in asyncio.run(describe(settings)):
         where = "missing" if st.partitions is None else f"{st.partitions} partitions"
         print(f"{st.spec.name:32} {where:16} {st.spec.purpose}")
+    return 0
+
+
+def _contracts_export(args: argparse.Namespace, settings: Settings) -> int:
+    from topics.schema_export import SCHEMA_DIR, export_all
+
+    written = export_all(args.dir or SCHEMA_DIR)
+    print(f"{len(written)} schema files in {args.dir or SCHEMA_DIR}")
+    return 0
+
+
+def _contracts_check(args: argparse.Namespace, settings: Settings) -> int:
+    from topics.compat import check_history
+    from topics.contracts import HISTORY
+    from topics.schema_export import SCHEMA_DIR, check_exported
+
+    problems = check_exported(args.dir or SCHEMA_DIR) + check_history(HISTORY)
+    for problem in problems:
+        print(problem)
+    if problems:
+        raise CommandError(f"{len(problems)} contract problems (listed above)")
+    print("schema files match topics/contracts.py; every version is compatible")
     return 0
 
 
