@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -24,8 +25,13 @@ class TopicState:
     """Partitions the topic has on the cluster; None when it does not exist."""
 
 
-def admin_client(settings: Settings) -> AIOKafkaAdminClient:
-    kwargs: dict[str, object] = {}
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """How every Segue client (admin, producer, consumer) connects: SASL/PLAIN when a
+    user is set, and a 15 s request timeout so a broker that does not answer fails soon."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "request_timeout_ms": 15_000,
+    }
     if settings.kafka_sasl_username:
         kwargs.update(
             security_protocol="SASL_PLAINTEXT",
@@ -33,25 +39,33 @@ def admin_client(settings: Settings) -> AIOKafkaAdminClient:
             sasl_plain_username=settings.kafka_sasl_username,
             sasl_plain_password=settings.kafka_sasl_password,
         )
-    return AIOKafkaAdminClient(
-        bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=15_000, **kwargs
-    )
+    return kwargs
+
+
+def admin_client(settings: Settings) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**connection_kwargs(settings))
+
+
+async def start_client(client: Any, settings: Settings) -> None:
+    """Start an aiokafka client, or raise AdminError with one line if Kafka is not there."""
+    # aiokafka logs every failed connection attempt itself; the AdminError says it once.
+    client_log = logging.getLogger("aiokafka")
+    level = client_log.level
+    client_log.setLevel(logging.CRITICAL)
+    try:
+        await client.start()
+    except (KafkaConnectionError, KafkaError, OSError) as exc:
+        # Close what the failed start opened, else aiokafka warns of an unclosed client.
+        await (client.close() if isinstance(client, AIOKafkaAdminClient) else client.stop())
+        raise AdminError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
+    finally:
+        client_log.setLevel(level)
 
 
 async def describe(settings: Settings) -> list[TopicState]:
     """The catalogue's topics as they are on the cluster."""
     admin = admin_client(settings)
-    # aiokafka logs each failed connection attempt itself; the AdminError below already
-    # says it in one line, so keep its logger quiet while connecting.
-    client_log = logging.getLogger("aiokafka")
-    level = client_log.level
-    client_log.setLevel(logging.CRITICAL)
-    try:
-        await admin.start()
-    except (KafkaConnectionError, KafkaError, OSError) as exc:
-        raise AdminError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from None
-    finally:
-        client_log.setLevel(level)
+    await start_client(admin, settings)
     try:
         specs = topic_catalogue(settings.topic_prefix)
         existing = set(await admin.list_topics())
@@ -83,7 +97,7 @@ async def create_topics(
             )
     if missing:
         admin = admin_client(settings)
-        await admin.start()
+        await start_client(admin, settings)
         try:
             await admin.create_topics(
                 [

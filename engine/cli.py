@@ -11,8 +11,12 @@ import asyncio
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from engine.deadletters import DeadLetter
 
 
 class CommandError(Exception):
@@ -79,6 +83,36 @@ def _parser() -> argparse.ArgumentParser:
     create.set_defaults(run=_topics_create)
     tlist = tsub.add_parser("list", help="the catalogue and what exists on the cluster")
     tlist.set_defaults(run=_topics_list)
+
+    dlq = sub.add_parser("dlq", help="the dead-letter topic: inspect and re-drive rejected records")
+    dsub = dlq.add_subparsers(title="dlq commands")
+    inspect = dsub.add_parser("inspect", help="list dead letters (a snapshot; commits nothing)")
+    redrive = dsub.add_parser("redrive", help="re-publish dead letters to their source topics")
+    for p_ in (inspect, redrive):
+        p_.add_argument(
+            "--reason",
+            action="append",
+            default=[],
+            metavar="R",
+            help="error class, e.g. malformed_json (repeatable)",
+        )
+        p_.add_argument(
+            "--since",
+            metavar="T",
+            help="rejected at or after T: RFC 3339, epoch ms, or an age like 15m, 2h, 7d",
+        )
+        p_.add_argument("--until", metavar="T", help="rejected before T (same forms)")
+        p_.add_argument("--topic", metavar="SOURCE", help="source topic, e.g. cx.web")
+    inspect.add_argument(
+        "--limit", type=int, default=200, metavar="N", help="at most N, the oldest (200)"
+    )
+    inspect.add_argument("--values", action="store_true", help="preview each value")
+    inspect.set_defaults(run=_dlq_inspect)
+    redrive.add_argument("--limit", type=int, metavar="N", help="at most N, the oldest")
+    redrive.add_argument("--all", action="store_true", help="allow re-driving without any filter")
+    redrive.add_argument("--dry-run", action="store_true", help="say what would go; send nothing")
+    redrive.add_argument("--yes", action="store_true", help="do not ask before sending")
+    redrive.set_defaults(run=_dlq_redrive)
 
     contracts = sub.add_parser("contracts", help="the event contracts' JSON Schema files")
     csub = contracts.add_subparsers(title="contracts commands")
@@ -185,6 +219,55 @@ def _topics_list(args: argparse.Namespace, settings: Settings) -> int:
     for st in asyncio.run(describe(settings)):
         where = "missing" if st.partitions is None else f"{st.partitions} partitions"
         print(f"{st.spec.name:32} {where:16} {st.spec.purpose}")
+    return 0
+
+
+def _dlq_letters(args: argparse.Namespace, settings: Settings) -> list[DeadLetter]:
+    import time
+
+    from engine.deadletters import Filter, parse_time, read_dead_letters
+
+    now_ms = time.time_ns() // 1_000_000
+    try:
+        flt = Filter(
+            reasons=frozenset(args.reason),
+            since_ms=None if args.since is None else parse_time(args.since, now_ms),
+            until_ms=None if args.until is None else parse_time(args.until, now_ms),
+            source_topic=args.topic,
+        )
+        return asyncio.run(read_dead_letters(settings, flt, limit=args.limit))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+
+
+def _dlq_inspect(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.deadletters import format_table, summarize
+
+    letters = _dlq_letters(args, settings)
+    print(format_table(letters, show_values=args.values))
+    if letters:
+        print(f"\n{summarize(letters)}")
+    return 0
+
+
+def _dlq_redrive(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.deadletters import redrive
+
+    if not (args.reason or args.since or args.until or args.topic or args.limit or args.all):
+        # Re-driving everything also re-sends tombstones and oversized records that will
+        # only be rejected again: make the operator say so.
+        raise CommandError("name what to re-drive (--reason, --since, --topic, ...) or --all")
+    letters = _dlq_letters(args, settings)
+    plan = asyncio.run(redrive(settings, letters, dry_run=True))
+    print(plan.describe())
+    if args.dry_run or plan.count == 0:
+        return 0
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError("not a terminal: pass --yes to re-drive without asking")
+        if input(f"re-drive {plan.count} to their source topics? [y/N] ").strip().lower() != "y":
+            return 1
+    print(asyncio.run(redrive(settings, letters)).describe())
     return 0
 
 

@@ -9,6 +9,9 @@ headers appended, so whoever fixes the cause can re-drive it to its source topic
     segue.source.partition
     segue.source.offset
     segue.rejected.at      epoch milliseconds (wall clock of the worker)
+
+``segue dlq redrive`` re-publishes a dead letter to its source topic with the original
+headers plus ``segue.redriven.from: <dlq topic>/<partition>/<offset>`` (one per round).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ SOURCE_TOPIC = "segue.source.topic"
 SOURCE_PARTITION = "segue.source.partition"
 SOURCE_OFFSET = "segue.source.offset"
 REJECTED_AT = "segue.rejected.at"
+REDRIVEN_FROM = "segue.redriven.from"
 
 _OURS = (ERROR_CLASS, ERROR_MESSAGE, SOURCE_TOPIC, SOURCE_PARTITION, SOURCE_OFFSET, REJECTED_AT)
 MAX_MESSAGE_CHARS = 1000

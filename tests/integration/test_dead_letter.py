@@ -6,6 +6,9 @@ value and headers and the reason; the worker keeps running and decides what foll
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections import Counter
 
@@ -38,9 +41,10 @@ def test_bad_records_are_dead_lettered_once_and_valid_ones_still_decided(segue: 
     segue.produce("web", bad, headers=[("trace", b"abc")])
     segue.produce("web", [event("search", customer, event_id="after-bad", query="x")])
 
-    # This module's worker has its own topics: everything on its DLQ comes from here.
+    sent = set(bad)
+
     def mine(recs: list) -> list:  # type: ignore[type-arg]
-        return recs
+        return [r for r in recs if (r.key, r.value) in sent]
 
     dead = mine(segue.consume(segue.names.dlq, lambda recs: len(mine(recs)) >= len(bad)))
     # Read on a little to prove nothing arrives twice.
@@ -69,3 +73,43 @@ def test_bad_records_are_dead_lettered_once_and_valid_ones_still_decided(segue: 
     )
     assert [d["event_id"] for d in decided] == ["after-bad"]
     assert segue.worker.alive
+
+
+def test_dlq_inspect_and_redrive_from_the_command_line(segue: Segue) -> None:
+    """Scenario: an operator lists dead letters by reason and re-drives them unfixed.
+
+    We expect the listing to name the reason and source, and the re-driven record to be
+    rejected again by the worker, carrying where it was re-driven from.
+    """
+    customer = f"c-{uuid.uuid4().hex[:8]}"
+    value = orjson.dumps(event("levitate", customer))
+    segue.produce("web", [(customer.encode(), value)])
+
+    def ours(recs: list) -> list:  # type: ignore[type-arg]
+        return [r for r in recs if r.value == value]
+
+    segue.consume(segue.names.dlq, lambda recs: len(ours(recs)) >= 1)
+    env = {**os.environ, **segue.settings.to_env()}
+    cli = [sys.executable, "-m", "engine.cli", "dlq"]
+    listing = subprocess.run(
+        [*cli, "inspect", "--reason", "unknown_event_type"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "unknown_event_type" in listing.stdout and segue.names.source("web") in listing.stdout
+    redriven = subprocess.run(
+        [*cli, "redrive", "--reason", "unknown_event_type", "--yes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert redriven.returncode == 0, redriven.stderr
+    again = ours(segue.consume(segue.names.dlq, lambda recs: len(ours(recs)) >= 2))
+    assert len(again) == 2
+    assert reason_of(again[1].headers)["segue.error.class"] == "unknown_event_type"
+    assert any(k == "segue.redriven.from" for k, _ in again[1].headers)
