@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 
 from engine.decide import DecideConfig
-from engine.pipeline import Limits, Record, process
+from engine.pipeline import Core, Record
 from engine.profile import Profile
 from models.policy import LogisticHeads
 from models.simulator import Population
@@ -30,12 +30,26 @@ from topics.catalogue import TopicNames
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+class DictState:
+    """The worker's tables as plain dicts."""
+
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self.identities: dict[str, str] = {}
+
+    def profile(self, key: str) -> Profile | None:
+        return self.profiles.get(key)
+
+    def linked(self, anonymous_id: str) -> str | None:
+        return self.identities.get(anonymous_id)
+
+
 def run(events: int, customers: int, seed: int) -> dict[str, object]:
     names = TopicNames("cx.")
     pop = Population(customers, seed=seed)
-    profiles: dict[str, Profile] = {}
+    state = DictState()
     policy = LogisticHeads()
-    cfg, limits = DecideConfig(), Limits()
+    core = Core(policy, names, "identity", "stitched", DecideConfig())
     now_ms = 1_800_000_000_000
     offsets: dict[str, int] = {}
     pending: list[tuple[str, dict[str, object]]] = []
@@ -49,17 +63,10 @@ def run(events: int, customers: int, seed: int) -> dict[str, object]:
             offsets[topic] = offsets.get(topic, -1) + 1
             key = str(ev["customer_id"]).encode()
             rec = Record(topic, 0, offsets[topic], key, orjson.dumps(ev))
-            result = process(
-                rec,
-                lambda cid: profiles.get(cid) or Profile(cid),
-                policy,
-                names,
-                cfg,
-                limits,
-                now_ms=now_ms,
-            )
-            if result.profile is not None:
-                profiles[result.profile.customer_id] = result.profile
+            result = core.ingest(rec, state, now_ms=now_ms)
+            for name, profile in result.writes.items():
+                if profile is not None:
+                    state.profiles[name] = profile
             if result.decision is not None and result.decision.acts:
                 decided += 1
                 outcome = pop.respond(result.decision.to_dict(), now_ms)[-1]
