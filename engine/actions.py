@@ -69,6 +69,22 @@ TRIGGERS: frozenset[str] = frozenset(
 """Events that are decision points. Others only update the profile."""
 
 
+JOURNEY_ACTIONS: tuple[str, ...] = (
+    "welcome_series",
+    "onboarding_tip",
+    "cross_sell_offer",
+    "recovery_offer",
+    "win_back_offer",
+    "sales_followup",
+)
+"""Actions only journey steps take; next-best-action does not weigh them on every event."""
+
+
+def known_action_ids() -> frozenset[str]:
+    """Every action id a journey step may name."""
+    return frozenset(a.action_id for a in DEFAULT_ACTIONS) | frozenset(JOURNEY_ACTIONS)
+
+
 def arms(actions: tuple[Action, ...] = DEFAULT_ACTIONS) -> list[str]:
     """Every ``action:channel`` pair the model scores."""
     return [f"{a.action_id}:{c}" for a in actions for c in a.channels]
