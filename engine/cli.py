@@ -125,6 +125,14 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--dir", type=Path, help="default: topics/schemas in the project")
     check.set_defaults(run=_contracts_check)
 
+    journeys = sub.add_parser("journeys", help="journey catalogues (YAML)")
+    jsub = journeys.add_subparsers(title="journeys commands")
+    validate = jsub.add_parser(
+        "validate", help="check a catalogue file; exit 1 listing file:line:column problems"
+    )
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(run=_journeys_validate)
+
     worker = sub.add_parser("worker", help="run the Faust worker (ingest, profile, decide)")
     worker.set_defaults(run=_worker)
 
@@ -290,6 +298,25 @@ def _contracts_check(args: argparse.Namespace, settings: Settings) -> int:
     if problems:
         raise CommandError(f"{len(problems)} contract problems (listed above)")
     print("schema files match topics/contracts.py; every version is compatible")
+    return 0
+
+
+def _journeys_validate(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.journeys import CatalogueError, load_catalogue
+
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read {args.file}: {exc}") from None
+    try:
+        cat = load_catalogue(text, filename=str(args.file))
+    except CatalogueError as err:
+        print(err)
+        raise CommandError(f"{len(err.problems)} problems in {args.file}") from None
+    print(
+        f"{args.file}: catalogue {cat.name!r} version {cat.version}: "
+        f"{len(cat.journeys)} journeys, digest {cat.digest[:12]}"
+    )
     return 0
 
 

@@ -1,0 +1,593 @@
+"""Journeys as data: a YAML catalogue, parsed into frozen dataclasses and checked whole.
+
+A catalogue is written by people and read by every worker, so it is validated before a
+worker ever sees it: ``load_catalogue`` reports *every* problem it finds, each with the
+file, line and column of the offending text, and returns a ``Catalogue`` only when there
+are none. Conditions use the safe language of ``engine.expr``; nothing is ``eval``-ed,
+and YAML is read with PyYAML's safe composer only.
+
+The format::
+
+    catalogue: default        # name
+    version: 1                # positive integer; a publish must increase it
+    journeys:
+      - id: cart_recovery
+        class: marketing      # marketing | service | transactional
+        priority: 50          # integer 0..1000, higher wins when journeys compete for a slot
+        pause_on_open_ticket: true     # optional; default true for marketing, false otherwise
+        reentry: {policy: after, cooldown: 7d}   # never | always | after (needs cooldown)
+                                                 # | if_not_active (the default)
+        entry:
+          event: web.add_to_cart
+          when: "event.price >= 10"            # optional condition
+        capture:                                # optional: journey variables taken at entry
+          product_id: "event.product_id"
+        exit:                                   # optional; checked on EVERY event in the journey
+          - event: purchase.order_placed        # an event type, a condition, or both
+          - when: "len(profile.open_tickets) > 0"
+        steps:
+          - id: wait_for_order
+            wait_for:
+              event: purchase.order_placed
+              match: "event.order_id != null"   # optional; roots event, profile, journey, now
+              timeout: 1h
+              on_event: done                     # step id
+              on_timeout: remind                 # step id
+          - id: remind
+            act: {action: cart_reminder, channels: [email, push]}   # next: the following step
+          - id: pause
+            wait: 30m
+          - id: check
+            branch:
+              - when: "profile.orders > 0"
+                goto: done
+            else: remind_again                  # optional; default the following step
+          - id: remind_again
+            act: {action: discount_offer, channels: [email]}
+            next: done
+          - id: done
+            exit: true
+    lifecycle:                 # optional: stages derived from behaviour, first match wins
+      - stage: advocacy
+        when: "profile.orders >= 5"
+      - stage: awareness
+        when: "true"
+
+Decisions the format makes:
+
+- A step without an explicit link goes to the following step (``next`` of act and
+  wait, ``else`` of branch, ``on_event`` and ``on_timeout`` of wait_for). The loader
+  resolves these, so a step's link is a step id or None.
+- None means the journey ends: falling off the end is an exit, exactly like an
+  ``exit: true`` step. An ``exit`` step is only needed to end from the middle.
+- Condition roots: ``event``, ``profile`` and ``now`` at entry and in ``capture``;
+  ``journey`` (the captured variables) too in ``exit``, ``wait_for.match`` and
+  ``branch``; only ``profile`` and ``now`` in ``lifecycle``. ``now`` is epoch ms.
+- Durations are a whole number and a unit (ms, s, m, h, d), held in milliseconds.
+- Ids (catalogue, journeys, steps, captured variables) are lower-case words such as
+  ``cart_recovery``: they name metrics, logs and timers, so they must stay stable.
+- ``version`` only names the content; that a publish increases it is for the publisher
+  to enforce. ``Catalogue.digest`` tells two contents apart whatever their version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.resources
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass, replace
+from typing import Any, Literal, TypeVar, cast
+
+import yaml
+
+from engine.actions import known_action_ids
+from engine.expr import Expr
+from engine.journey_checks import NodeReader, Ref, StepNode, check_step_graph
+from topics.catalogue import CHANNELS
+from topics.contracts import CURRENT
+
+JourneyClass = Literal["marketing", "service", "transactional"]
+ReentryPolicy = Literal["never", "always", "after", "if_not_active"]
+JOURNEY_CLASSES: tuple[JourneyClass, ...] = ("marketing", "service", "transactional")
+REENTRY_POLICIES: tuple[ReentryPolicy, ...] = ("never", "always", "after", "if_not_active")
+MAX_PRIORITY = 1000
+
+ENTRY_ROOTS = frozenset({"event", "profile", "now"})
+"""Names an entry condition or a capture expression may read."""
+JOURNEY_ROOTS = ENTRY_ROOTS | {"journey"}
+"""Names exit rules, wait_for matches and branch conditions may read."""
+LIFECYCLE_ROOTS = frozenset({"profile", "now"})
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    file: str
+    line: int
+    column: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+class CatalogueError(ValueError):
+    """A catalogue that must not be published, with every problem found in it."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+    def __reduce__(self) -> tuple[type[CatalogueError], tuple[list[Problem]]]:
+        return (CatalogueError, (self.problems,))
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    event: str
+    when: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """Leave the journey on an event of this type, when the condition holds, or both."""
+
+    event: str | None = None
+    when: Expr | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reentry:
+    policy: ReentryPolicy = "if_not_active"
+    cooldown_ms: int | None = None
+    """Only with ``after``: how long after the last exit the journey may start again."""
+
+
+@dataclass(frozen=True, slots=True)
+class Act:
+    id: str
+    action: str
+    channels: tuple[str, ...]
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    id: str
+    duration_ms: int
+    next: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WaitFor:
+    """Wait for an event (that ``match`` accepts) up to ``timeout_ms``."""
+
+    id: str
+    event: str
+    match: Expr | None
+    timeout_ms: int
+    on_event: str | None
+    on_timeout: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    when: Expr
+    goto: str
+
+
+@dataclass(frozen=True, slots=True)
+class Branch:
+    """Go to the first case whose condition holds, else to ``otherwise`` (YAML ``else``)."""
+
+    id: str
+    cases: tuple[Case, ...]
+    otherwise: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExitStep:
+    id: str
+
+
+Step = Act | Wait | WaitFor | Branch | ExitStep
+
+
+@dataclass(frozen=True, slots=True)
+class Journey:
+    id: str
+    journey_class: JourneyClass
+    priority: int
+    pause_on_open_ticket: bool
+    reentry: Reentry
+    entry: Entry
+    capture: tuple[tuple[str, Expr], ...]
+    """Journey variables, name and expression, in the order written."""
+    exits: tuple[Exit, ...]
+    steps: tuple[Step, ...]
+    """Never empty; the first step is where every instance starts."""
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    when: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class Catalogue:
+    name: str
+    version: int
+    journeys: tuple[Journey, ...]
+    lifecycle: tuple[Stage, ...]
+    digest: str
+    """sha256 of the canonical content (comments and layout excluded), in hex."""
+
+    def journey(self, journey_id: str) -> Journey:
+        for journey in self.journeys:
+            if journey.id == journey_id:
+                return journey
+        raise KeyError(journey_id)
+
+
+def stage_of(catalogue: Catalogue, profile_ctx: Mapping[str, Any], now_ms: int) -> str | None:
+    """The first lifecycle stage whose condition holds for the profile, or None.
+
+    >>> cat = load_catalogue('''
+    ... catalogue: tiny
+    ... version: 1
+    ... journeys:
+    ...   - {id: hello, class: service, priority: 1, entry: {event: web.signup},
+    ...      steps: [{id: done, exit: true}]}
+    ... lifecycle:
+    ...   - {stage: retention, when: "profile.orders >= 1"}
+    ...   - {stage: awareness, when: "true"}
+    ... ''')
+    >>> stage_of(cat, {"orders": 2}, 0), stage_of(cat, {}, 0)
+    ('retention', 'awareness')
+    """
+    ctx = {"profile": profile_ctx, "now": now_ms}
+    return next((s.name for s in catalogue.lifecycle if s.when.test(ctx)), None)
+
+
+def load_catalogue(
+    text: str, *, filename: str = "<string>", known_actions: Collection[str] | None = None
+) -> Catalogue:
+    """Parse and check a catalogue; raise ``CatalogueError`` listing every problem.
+
+    ``known_actions`` are the action ids an ``act`` step may name (by default the
+    engine's, ``engine.actions.known_action_ids()``).
+    """
+    actions = known_action_ids() if known_actions is None else frozenset(known_actions)
+    reader = NodeReader(text)
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise CatalogueError([Problem(filename, line, column, f"YAML: {err.problem}")]) from None
+    except yaml.YAMLError as err:  # e.g. a control character, which has no mark
+        raise CatalogueError([Problem(filename, 1, 1, f"YAML: {err}")]) from None
+    if root is None:
+        raise CatalogueError([Problem(filename, 1, 1, "the file is empty: expected a catalogue")])
+    catalogue = _Builder(reader, actions).catalogue(root)
+    if reader.findings or catalogue is None:
+        found = sorted(reader.findings, key=lambda f: (f.line, f.column))
+        raise CatalogueError([Problem(filename, f.line, f.column, f.message) for f in found])
+    return replace(catalogue, digest=hashlib.sha256(canonical(catalogue)).hexdigest())
+
+
+def default_catalogue() -> Catalogue:
+    """The catalogue that ships with Segue (``engine/default_journeys.yaml``)."""
+    resource = importlib.resources.files("engine").joinpath("default_journeys.yaml")
+    return load_catalogue(resource.read_text(encoding="utf-8"), filename=str(resource))
+
+
+def canonical(catalogue: Catalogue) -> bytes:
+    """The content the digest covers: sorted-key JSON of every field but the digest,
+    with each step's kind and each condition's source text."""
+    return json.dumps(_plain(catalogue), sort_keys=True, separators=(",", ":")).encode()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Expr):
+        return value.source
+    if is_dataclass(value) and not isinstance(value, type):
+        doc = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "digest"}
+        return {"kind": type(value).__name__, **doc}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+_STEP_KINDS = ("act", "wait", "wait_for", "branch", "exit")
+_PAUSES = (Wait, WaitFor)
+_ARTICLE = {"act": "an", "exit": "an", "wait": "a", "wait_for": "a", "branch": "a"}
+
+
+class _Builder:
+    """Walks the composed YAML once, building the model. Each method checks all of its
+    part before returning None for a problem (already recorded by the reader), so one
+    run reports everything; only the step-graph checks wait for a journey's steps to
+    parse, as a broken step would make its links look dangling."""
+
+    def __init__(self, reader: NodeReader, actions: frozenset[str]) -> None:
+        self.r, self.actions = reader, actions
+
+    def catalogue(self, node: yaml.Node) -> Catalogue | None:
+        required = ("catalogue", "version", "journeys")
+        f = self.r.mapping(node, "the catalogue", required, ("lifecycle",))
+        if f is None:
+            return None
+        name = self.r.name(f.get("catalogue"), "catalogue name")
+        version = self.r.integer(f.get("version"), "version", 1, None)
+        items = self.r.sequence(f.get("journeys"), "journeys", non_empty=True)
+        journeys = _all([self.journey(n) for n in items or ()])
+        self._duplicates(items or [], "id", "journey id")
+        stage_items = self.r.sequence(f["lifecycle"], "lifecycle") if "lifecycle" in f else []
+        stages = _all([self.stage(n) for n in stage_items or ()])
+        self._duplicates(stage_items or [], "stage", "lifecycle stage")
+        if name is None or version is None or items is None or journeys is None:
+            return None
+        if stage_items is None or stages is None:
+            return None
+        return Catalogue(name, version, journeys, stages, digest="")
+
+    def journey(self, node: yaml.Node) -> Journey | None:
+        r = self.r
+        required = ("id", "class", "priority", "entry", "steps")
+        optional = ("pause_on_open_ticket", "reentry", "capture", "exit")
+        f = r.mapping(node, "a journey", required, optional)
+        if f is None:
+            return None
+        jid = r.name(f.get("id"), "journey id")
+        klass = r.choice(f.get("class"), "journey class", JOURNEY_CLASSES)
+        priority = r.integer(f.get("priority"), "priority", 0, MAX_PRIORITY)
+        pause: bool | None = klass == "marketing"
+        if "pause_on_open_ticket" in f:
+            pause = r.boolean(f["pause_on_open_ticket"], "pause_on_open_ticket")
+        reentry = self.reentry(f["reentry"]) if "reentry" in f else Reentry()
+        entry = self.entry(f.get("entry"))
+        variables, capture = self.capture(f["capture"]) if "capture" in f else ([], ())
+        exits = self.exits(f["exit"], variables) if "exit" in f else ()
+        steps = self.steps(f.get("steps"), variables)
+        if jid is None or klass is None or priority is None or pause is None or reentry is None:
+            return None
+        if entry is None or capture is None or exits is None or steps is None:
+            return None
+        klass_ = cast(JourneyClass, klass)
+        return Journey(jid, klass_, priority, pause, reentry, entry, capture, exits, steps)
+
+    def reentry(self, node: yaml.Node) -> Reentry | None:
+        f = self.r.mapping(node, "reentry", ("policy",), ("cooldown",))
+        if f is None:
+            return None
+        policy = self.r.choice(f.get("policy"), "reentry policy", REENTRY_POLICIES)
+        cooldown = self.r.duration(f["cooldown"], "cooldown") if "cooldown" in f else None
+        if policy == "after" and "cooldown" not in f:
+            self.r.report(node, "reentry policy 'after' needs a cooldown, such as cooldown: 7d")
+            return None
+        if policy not in (None, "after") and "cooldown" in f:
+            self.r.report(f["cooldown"], f"cooldown applies only to policy 'after', not {policy!r}")
+            return None
+        if policy is None or ("cooldown" in f and cooldown is None):
+            return None
+        return Reentry(cast(ReentryPolicy, policy), cooldown)
+
+    def entry(self, node: yaml.Node | None) -> Entry | None:
+        f = self.r.mapping(node, "entry", ("event",), ("when",))
+        if f is None:
+            return None
+        event = self.event(f.get("event"), "entry event")
+        when = self.r.condition(f.get("when"), "entry condition", ENTRY_ROOTS)
+        if event is None or ("when" in f and when is None):
+            return None
+        return Entry(event, when)
+
+    def capture(self, node: yaml.Node) -> tuple[list[str] | None, _Captures | None]:
+        """The variable names (None if unreadable: then ``journey.x`` goes unchecked)
+        and the captures (None on any problem)."""
+        pairs = self.r.pairs(node, "capture")
+        if pairs is None:
+            return None, None
+        names, found = [], []
+        for key, value in pairs:
+            name = self.r.name(key, "journey variable")
+            rule = self.r.condition(value, f"capture {key.value!r}", ENTRY_ROOTS)
+            names += [name] if name else []
+            found += [(name, rule)] if name and rule else []
+        return names, tuple(found) if len(found) == len(pairs) else None
+
+    def exits(self, node: yaml.Node, variables: list[str] | None) -> tuple[Exit, ...] | None:
+        items = self.r.sequence(node, "exit")
+        rules = [self.exit_rule(item, variables) for item in items or ()]
+        return None if items is None else _all(rules)
+
+    def exit_rule(self, node: yaml.Node, variables: list[str] | None) -> Exit | None:
+        f = self.r.mapping(node, "an exit rule", (), ("event", "when"))
+        if f is None:
+            return None
+        if not f:
+            self.r.report(node, "an exit rule needs an event, a when, or both")
+            return None
+        event = self.event(f.get("event"), "exit event")
+        when = self.r.condition(f.get("when"), "exit condition", JOURNEY_ROOTS, variables)
+        if ("event" in f and event is None) or ("when" in f and when is None):
+            return None
+        return Exit(event, when)
+
+    def steps(self, node: yaml.Node | None, variables: list[str] | None) -> tuple[Step, ...] | None:
+        items = self.r.sequence(node, "steps", non_empty=True)
+        if items is None:
+            return None
+        self._duplicates(items, "id", "step id")
+        # A default link goes to the following step by the id written there, even a
+        # malformed one, so a problem in one step does not make the next unreachable.
+        ids = [_scalar(_get(n, "id")) or f"#{i + 1}" for i, n in enumerate(items)]
+        following = [*ids[1:], None]
+        done = _all(
+            [self.step(n, after, variables) for n, after in zip(items, following, strict=True)]
+        )
+        if done is None:
+            return None
+        graph = []
+        for item, (step, links) in zip(items, done, strict=True):
+            mark = item.start_mark
+            pauses = isinstance(step, _PAUSES)
+            graph.append(StepNode(step.id, mark.line + 1, mark.column + 1, pauses, links))
+        self.r.findings += check_step_graph(graph)
+        return tuple(step for step, _ in done)
+
+    def step(
+        self, node: yaml.Node, following: str | None, variables: list[str] | None
+    ) -> tuple[Step, tuple[Ref, ...]] | None:
+        """The step and every link out of it, defaults resolved to ``following``."""
+        r = self.r
+        f = r.mapping(node, "a step", ("id",), (*_STEP_KINDS, "next", "else"))
+        if f is None:
+            return None
+        sid = r.name(f.get("id"), "step id")
+        kinds = [k for k in _STEP_KINDS if k in f]
+        if len(kinds) != 1:
+            found = f"found {' and '.join(kinds)}" if kinds else "found none"
+            r.report(node, f"a step does exactly one of {', '.join(_STEP_KINDS)}; {found}")
+            return None
+        kind, ok = kinds[0], sid is not None
+        for key, owners in (("next", ("act", "wait")), ("else", ("branch",))):
+            if key in f and kind not in owners:
+                r.report(f[key], f"{key!r} does not apply to {_ARTICLE[kind]} {kind} step")
+                ok = False
+        mark = node.start_mark
+        default = Ref(following, mark.line + 1, mark.column + 1) if following else None
+        links = [self.link(f.get(k), default) for k in ("next", "else")]
+        if kind == "act":
+            a = r.mapping(f["act"], "act", ("action", "channels")) or {}
+            action = r.choice(a.get("action"), "action", sorted(self.actions))
+            channels = self.channels(a.get("channels"))
+            if sid and action and channels and links[0] is not None:
+                return Act(sid, action, channels, _target(links[0])), _refs(links[:1])
+        elif kind == "wait":
+            ms = r.duration(f["wait"], "wait")
+            if sid and ms and links[0] is not None:
+                return Wait(sid, ms, _target(links[0])), _refs(links[:1])
+        elif kind == "wait_for":
+            w = r.mapping(f["wait_for"], "wait_for", ("event", "timeout"), _WAIT_FOR_OPTIONAL)
+            w = w or {}
+            event = self.event(w.get("event"), "wait_for event")
+            match = r.condition(w.get("match"), "match", JOURNEY_ROOTS, variables)
+            ms = r.duration(w.get("timeout"), "timeout")
+            outs = [self.link(w.get(k), default) for k in ("on_event", "on_timeout")]
+            ok = ok and ("match" not in w or match is not None)
+            if sid and ok and event and ms and None not in outs:
+                on_event, on_timeout = (_target(x) for x in outs)
+                return WaitFor(sid, event, match, ms, on_event, on_timeout), _refs(outs)
+        elif kind == "branch":
+            cases = self.cases(f["branch"], variables)
+            if sid and ok and cases and links[1] is not None:
+                gotos = [(Ref(c.goto, *_pos(n)), c) for n, c in cases]
+                step = Branch(sid, tuple(c for _, c in gotos), _target(links[1]))
+                return step, _refs([*(g for g, _ in gotos), *links[1:]])
+        elif r.boolean(f["exit"], "exit") is False:
+            r.report(f["exit"], "exit must be true: an exit step ends the journey")
+        elif sid and ok:
+            return ExitStep(sid), ()
+        return None
+
+    def cases(
+        self, node: yaml.Node, variables: list[str] | None
+    ) -> list[tuple[yaml.Node, Case]] | None:
+        """Each case with the node of its goto, where a dangling target is reported."""
+        found: list[tuple[yaml.Node, Case] | None] = []
+        for item in self.r.sequence(node, "branch", non_empty=True) or ():
+            f = self.r.mapping(item, "a branch case", ("when", "goto")) or {}
+            when = self.r.condition(f.get("when"), "branch condition", JOURNEY_ROOTS, variables)
+            goto = self.r.string(f.get("goto"), "goto")
+            found.append((f["goto"], Case(when, goto)) if when and goto else None)
+        done = _all(found)
+        return list(done) if done else None
+
+    def link(self, node: yaml.Node | None, default: Ref | None) -> Ref | _Missing | None:
+        """A written link (None on a problem), else the default (_END: the journey ends)."""
+        if node is None:
+            return default or _END
+        target = self.r.string(node, "step link")
+        return Ref(target, *_pos(node)) if target else None
+
+    def channels(self, node: yaml.Node | None) -> tuple[str, ...] | None:
+        items = self.r.sequence(node, "channels", non_empty=True)
+        found: list[str | None] = []
+        for item in items or ():
+            channel = self.r.choice(item, "channel", CHANNELS)
+            if channel and channel in found:
+                self.r.report(item, f"channel {channel!r} is listed twice")
+                channel = None
+            found.append(channel)
+        return None if items is None else _all(found)
+
+    def event(self, node: yaml.Node | None, what: str) -> str | None:
+        return self.r.choice(node, what, CURRENT, listed=False)
+
+    def stage(self, node: yaml.Node) -> Stage | None:
+        f = self.r.mapping(node, "a lifecycle stage", ("stage", "when"))
+        if f is None:
+            return None
+        name = self.r.name(f.get("stage"), "stage name")
+        when = self.r.condition(f.get("when"), "stage condition", LIFECYCLE_ROOTS)
+        return Stage(name, when) if name and when else None
+
+    def _duplicates(self, items: list[yaml.Node], key: str, what: str) -> None:
+        first: dict[str, int] = {}
+        for item in items:
+            node = _get(item, key)
+            if isinstance(node, yaml.ScalarNode) and node.value in first:
+                line = first[node.value]
+                self.r.report(node, f"duplicate {what} {node.value!r} (first on line {line})")
+            elif isinstance(node, yaml.ScalarNode):
+                first[node.value] = node.start_mark.line + 1
+
+
+class _Missing:
+    """The link of a last step that names none: the journey ends there."""
+
+
+_END = _Missing()
+_T = TypeVar("_T")
+_Captures = tuple[tuple[str, Expr], ...]
+_WAIT_FOR_OPTIONAL = ("match", "on_event", "on_timeout")
+
+
+def _target(link: Ref | _Missing | None) -> str | None:
+    return link.target if isinstance(link, Ref) else None
+
+
+def _refs(links: Sequence[Ref | _Missing | None]) -> tuple[Ref, ...]:
+    return tuple(x for x in links if isinstance(x, Ref))
+
+
+def _pos(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _get(node: yaml.Node, key: str) -> yaml.Node | None:
+    """The value under ``key`` in a mapping node, read before (or without) validation."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def _scalar(node: yaml.Node | None) -> str | None:
+    return str(node.value) if isinstance(node, yaml.ScalarNode) else None
+
+
+def _all(items: list[_T | None]) -> tuple[_T, ...] | None:
+    """The items, or None when a part had a problem (and was reported as None)."""
+    done = [item for item in items if item is not None]
+    return tuple(done) if len(done) == len(items) else None
