@@ -16,9 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 import faust
-from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST
 
+from engine import observe
 from engine.decide import DecideConfig
 from engine.metrics import Metrics
 from engine.pipeline import Core, Limits, Record, Result, reject
@@ -195,12 +194,12 @@ def build_app(settings: Settings) -> faust.App:
     async def stitch(stream: faust.StreamT[bytes]) -> None:
         await run(core.stitched, stream)
 
-    @app.page("/metrics")
-    class MetricsView(View):
-        async def get(self, request: Request) -> Response:
-            # aiohttp refuses a charset inside content_type=, so set the header itself.
-            return self.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
-
+    observe.install(
+        app,
+        metrics,
+        {PROFILE_TABLE: profiles, IDENTITY_TABLE: identities},
+        count_keys=settings.table_store.startswith("memory://"),
+    )
     return app
 
 

@@ -5,7 +5,10 @@ No customer id or other unbounded value is ever a label.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+import platform
+from importlib.metadata import version
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Buckets span a healthy few milliseconds up to the multi-second tail a rebalance causes.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -63,6 +66,35 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+
+        self.consumer_lag = Gauge(
+            "segue_consumer_lag_records",
+            "Records not yet committed behind the highwater, over this worker's partitions.",
+            ["topic"],
+            registry=r,
+        )
+        self.last_commit = Gauge(
+            "segue_last_commit_timestamp_seconds",
+            "Unix time of this worker's last successful offset commit.",
+            registry=r,
+        )
+        self.rebalances = Counter(
+            "segue_rebalances", "Consumer group rebalances this worker took part in.", registry=r
+        )
+        self.table_keys = Gauge(
+            "segue_table_keys", "Keys in a state table held by this worker.", ["table"], registry=r
+        )
+        build = Gauge(
+            "segue_build_info",
+            "Versions of this worker; the value is always 1.",
+            ["version", "python", "faust"],
+            registry=r,
+        )
+        build.labels(
+            version=version("segue"),
+            python=platform.python_version(),
+            faust=version("faust-streaming"),
+        ).set(1)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -1,0 +1,57 @@
+"""Scenario: an SRE probes a running worker.
+
+We expect /healthz to answer, /readyz to say ready once it consumes, and /metrics to
+carry build info, commits, lag and table sizes next to the service metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import pytest
+
+from tests.harness import Segue, event
+
+pytestmark = pytest.mark.integration
+
+
+def get(segue: Segue, path: str) -> tuple[int, dict[str, object]]:
+    url = f"http://127.0.0.1:{segue.settings.web_port}{path}"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def exposition(segue: Segue) -> str:
+    url = f"http://127.0.0.1:{segue.settings.web_port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return str(resp.read().decode())
+
+
+def test_health_readiness_and_worker_gauges(segue: Segue) -> None:
+    assert get(segue, "/healthz") == (200, {"status": "ok"})
+    assert get(segue, "/readyz") == (200, {"status": "ready"})
+
+    customer = f"o-{uuid.uuid4().hex[:8]}"
+    segue.produce("web", [event("search", customer, query="x")])
+    segue.decisions(segue.names.decision_log, customer, bool)
+    before = time.time()
+    segue.wait_metric("segue_last_commit_timestamp_seconds", before - 1, timeout=20)
+    segue.wait_metric("segue_table_keys", 1, table="profiles", timeout=20)
+    assert segue.metric("segue_build_info") == 1
+    assert segue.metric("segue_rebalances_total") >= 1
+    # Everything produced so far is decided and committed: the lag drains to zero.
+    series = f'segue_consumer_lag_records{{topic="{segue.names.source("web")}"}}'
+    deadline = time.monotonic() + 20
+    while series not in exposition(segue):
+        assert time.monotonic() < deadline, f"{series} never sampled"
+        time.sleep(0.5)
+    while segue.metric("segue_consumer_lag_records", topic=segue.names.source("web")) > 0:
+        assert time.monotonic() < deadline, "lag on the web topic did not drain"
+        time.sleep(0.5)
