@@ -328,7 +328,14 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(check_inputs(settings))
     app = build_app(settings)
-    worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+    from engine.logs import logging_config
+
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level,
+        logging_config=logging_config(settings.log_level),
+        quiet=True,
+    )
     worker.execute_from_commandline()
     return 0
 
