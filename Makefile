@@ -23,7 +23,8 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	rm -f $(VENV)/.installed-* && touch $@
 
-# kcat is the independent Kafka client the interoperability tests use.
+# kcat is the independent Kafka client the interoperability tests use; prometheus and
+# promtool scrape the worker and check the alert rules in the tests.
 system-deps:
 	@command -v java >/dev/null || { echo "Java 17+ is needed to run Apache Kafka"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Apache Kafka"; exit 1; }
@@ -31,6 +32,10 @@ system-deps:
 		echo "installing kcat (Debian package)"; \
 		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat >/dev/null; \
 		else sudo apt-get update -qq && sudo apt-get install -y -qq kcat >/dev/null; fi; }
+	@command -v promtool >/dev/null && command -v prometheus >/dev/null || { \
+		echo "installing prometheus and promtool (Debian package)"; \
+		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; \
+		else sudo apt-get update -qq && sudo apt-get install -y -qq prometheus >/dev/null; fi; }
 
 # Fetches the pinned Apache Kafka jars once into the cache; later runs need no network.
 kafka: $(STAMP)

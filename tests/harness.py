@@ -76,6 +76,8 @@ class Segue:
             await producer.start()
             try:
                 for rec in records:
+                    key: bytes | None
+                    value: bytes | None
                     if isinstance(rec, dict):
                         who = rec.get("customer_id") or rec["anonymous_id"]
                         key, value = who.encode(), orjson.dumps(rec)
