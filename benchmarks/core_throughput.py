@@ -11,23 +11,17 @@ Writes ``benchmarks/results/core_throughput-<UTC time>.json``.
 from __future__ import annotations
 
 import argparse
-import platform
-import sys
 import time
-from datetime import UTC, datetime
-from importlib.metadata import version
-from pathlib import Path
 
 import orjson
 
+from benchmarks.results_io import machine, write_result
 from engine.decide import DecideConfig
 from engine.pipeline import Core, Record
 from engine.profile import Profile
 from models.policy import LogisticHeads
 from models.simulator import Population
 from topics.catalogue import TopicNames
-
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class DictState:
@@ -94,20 +88,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     result = run(args.events, args.customers, args.seed)
-    result["machine"] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "river": version("river"),
-        "orjson": version("orjson"),
-    }
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    result["measured_at"] = stamp
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"core_throughput-{stamp}.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    print(f"written to {out}")
+    result["machine"] = machine()
+    write_result("core_throughput", result)
 
 
 if __name__ == "__main__":

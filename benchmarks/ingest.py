@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import multiprocessing
 import os
-import platform
 import random
 import shutil
 import socket
@@ -44,8 +43,6 @@ import uuid
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -55,12 +52,12 @@ from aiokafka.admin import NewTopic
 
 import engine.localkafka as localkafka
 from benchmarks.procstats import BenchError, Measured, Snapshot, window
+from benchmarks.results_io import machine, write_result
 from engine.admin import admin_client, create_topics
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
 from topics.catalogue import TopicNames
 
-RESULTS = Path(__file__).resolve().parent / "results"
 ANONYMOUS_SHARE = 0.10
 DUPLICATE_SHARE = 0.02
 DUPLICATE_REACH = 200
@@ -436,26 +433,12 @@ def main() -> None:
         result = run(args.events, args.customers, args.seed, args.bootstrap)
     except (BenchError, localkafka.LocalKafkaError) as err:
         sys.exit(f"benchmark failed: {err}")
-    result["machine"] = {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpus": os.cpu_count(),
-        "load_average_1min_at_start": load,
-        "faust-streaming": version("faust-streaming"),
-        "aiokafka": version("aiokafka"),
-        "river": version("river"),
-        "orjson": version("orjson"),
-        "kafka": localkafka.KAFKA_VERSION if args.bootstrap is None else "external",
-    }
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    result["measured_at"] = stamp
+    result["machine"] = machine(
+        load_average_1min_at_start=load,
+        kafka=localkafka.KAFKA_VERSION if args.bootstrap is None else "external",
+    )
     result["run_seconds"] = round(time.monotonic() - started, 1)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ingest-{stamp}.json"
-    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-    print(f"written to {out}")
+    write_result("ingest", result)
 
 
 if __name__ == "__main__":

@@ -89,19 +89,11 @@ def build_app(settings: Settings) -> faust.App:
     )
     # key_type/value_type bytes is what makes a table use the raw codec; a schema alone
     # leaves it on JSON, and recovery from the changelog then fails on every record.
-    profiles = app.Table(
-        PROFILE_TABLE,
-        partitions=settings.partitions,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
-    )
-    identities = app.Table(
-        IDENTITY_TABLE,
-        partitions=settings.partitions,
-        default=None,
-        key_type=bytes,
-        value_type=bytes,
+    profiles, identities = (
+        app.Table(
+            name, partitions=settings.partitions, default=None, key_type=bytes, value_type=bytes
+        )
+        for name in (PROFILE_TABLE, IDENTITY_TABLE)
     )
     outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
