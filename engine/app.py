@@ -35,14 +35,15 @@ log = logging.getLogger("segue.worker")
 INGEST_AGENT = "segue.ingest"
 LINK_AGENT = "segue.identity"
 STITCHED_AGENT = "segue.stitched"
+PROFILE_TABLE = "profiles"
 IDENTITY_TABLE = "identities"
 EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
-PROFILE_TABLE = "profiles"
 
 
 def build_app(settings: Settings) -> faust.App:
-    """The worker app: one agent over every input topic and the per-customer profile table."""
+    """The worker app: the ingest agent over every input topic, the identity and stitched
+    agents over their internal topics, the profile and identity tables, and the web views."""
     credentials: Any = None
     if settings.kafka_sasl_username:
         credentials = faust.SASLCredentials(
