@@ -229,15 +229,15 @@ class Core:
                 )
             ]
             return Result("replayed", event=ev, sends=sends)
-        if history is not None:
-            before = merge(before, history)
         if ev.source == "consent" and ev.type == "erasure_requested":
             # Forget the person: the table write is a tombstone, which compaction of the
             # changelog removes for good. Later events start a new, empty profile.
             return Result("erased", event=ev, writes={key: None})
         if seen_before(before, ev.dedup_key):
-            writes: dict[str, Profile | None] = {key: before} if history is not None else {}
-            return Result("duplicate", event=ev, writes=writes)
+            # Checked before merging: a replayed login must not fold its history in twice.
+            return Result("duplicate", event=ev)
+        if history is not None:
+            before = merge(before, history)
 
         profile = apply_event(
             before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset

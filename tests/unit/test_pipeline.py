@@ -228,3 +228,13 @@ def test_erasure_request_deletes_the_profile() -> None:
     assert "c1" not in h.profiles
     after = h.send("web", event("page_view", "e2"))
     assert h.profiles["c1"].counts == {"web.page_view": 1} and after.status == "applied"
+
+
+def test_a_resent_stitched_login_does_not_fold_history_in_twice() -> None:
+    h = Harness()
+    h.send("web", anon_event("product_view", "v1", product_id="p"), key=b"a1")
+    login = h.send("web", event("login", "l1", anonymous_id="a1"))
+    [linked] = h.deliver(login)
+    first, again = h.deliver(linked), h.deliver(linked)  # the hop delivered twice
+    assert [r.status for r in first + again] == ["decided", "duplicate"]
+    assert h.profiles["c1"].counts == {"web.product_view": 1, "web.login": 1}
