@@ -45,9 +45,10 @@ class Settings:
     )
     replication_factor: int = _opt(1, "Replication factor of the topics Segue creates.")
     table_store: str = _opt(
-        "memory://",
-        "Faust table store URL: memory:// (rebuilt from the changelog at start) "
-        "or rocksdb:// (kept on disk in data_dir).",
+        "rocksdb://",
+        "Faust table store URL: rocksdb:// (kept on disk in data_dir, so a restart "
+        "only reads the changelog written since) or memory:// (rebuilt from the whole "
+        "changelog at every start; for tests and small deployments).",
     )
     web_host: str = _opt("127.0.0.1", "Address the worker's web server (/metrics) binds.")
     web_port: int = _opt(6066, "Port of the worker's web server.")
