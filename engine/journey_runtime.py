@@ -33,8 +33,12 @@ Rules, as implemented:
    ``MAX_STEPS`` steps per run; beyond that the membership ends with ``Exited("step
    limit")`` (the loader forbids loops without a wait, but the runtime trusts no input).
 5. ``on_time`` fires each membership whose ``wake_at_ms <= now`` once: a wait goes to its
-   next, a wait_for to its ``on_timeout``, and the steps run at the call's ``now``. Every
-   pass over journeys (here and in rules 1-3) goes by priority, higher first, then id.
+   next, a wait_for to its ``on_timeout``, and the steps run at the timer's own
+   ``wake_at_ms``, not at the call's ``now``: a tick that comes late (a restart, a slow
+   worker) takes the same steps, with the same act ids and later wake times, as a
+   punctual one. A run that reaches another wait already due fires it too, so one call
+   catches up a whole backlog. Every pass over journeys (here and in rules 1-3) goes by
+   priority, higher first, then id.
 6. Pause. While a journey has ``pause_on_open_ticket`` and ``profile["open_tickets"]`` is
    non-empty, a run that reaches an act stops there with ``held=True`` and emits nothing;
    a timer that fires just sets ``held=True`` (the wait is over; the next step waits for
@@ -168,16 +172,21 @@ def on_time(
     run.withdraw(cat)
     for journey in _ordered(cat):
         member = run.active.get(journey.id)
-        if member is None:
-            continue
-        if member.held:
+        if member is not None and member.held:
             run.resume(journey, member, None)
-        elif member.wake_at_ms is not None and member.wake_at_ms <= now_ms:
+        # Each pass fires one timer at its own time; a run of steps ends at a wait (a
+        # later timer) or the end, so this loop is bounded by the backlog it catches up.
+        for _ in range(MAX_STEPS):
+            member = run.active.get(journey.id)
+            if member is None or member.wake_at_ms is None or member.wake_at_ms > now_ms:
+                break
+            run.now = member.wake_at_ms
             if run.paused(journey):
                 # The wait is over but the next step must wait for the ticket to close.
                 run.active[journey.id] = replace(member, wake_at_ms=None, held=True)
             else:
                 run.steps(journey, member, _after_timer(journey, member), None)
+        run.now = now_ms
     return run.memory(), run.out
 
 

@@ -313,6 +313,29 @@ def test_timers_fire_exactly_once() -> None:
     assert second == []
 
 
+def test_a_late_tick_takes_the_steps_a_punctual_one_would() -> None:
+    """Scenario: the worker was down when the reminder was due and ticks 3 hours late.
+    We expect the same act ids and the same later wake times as a punctual tick: the
+    reminder at +1h and the discount at +1h30, both caught up by the one late call."""
+    cat = default_catalogue()
+    entered, _ = on_event(cat, EMPTY, add_to_cart(), CALM, now_ms=T0)
+    punctual, first = on_time(cat, entered, CALM, now_ms=T0 + HOUR)
+    punctual, second = on_time(cat, punctual, CALM, now_ms=T0 + HOUR + 30 * MIN)
+    late, caught_up = on_time(cat, entered, CALM, now_ms=T0 + 4 * HOUR)
+    assert caught_up == first + second
+    assert actions(caught_up) == ["cart_reminder", "discount_offer"]
+    assert late == punctual
+    assert late.last_exit_ms["cart_recovery"] == T0 + HOUR + 30 * MIN
+
+
+def test_a_late_tick_stops_at_a_timer_not_yet_due() -> None:
+    cat = default_catalogue()
+    mem, _ = on_event(cat, EMPTY, add_to_cart(), CALM, now_ms=T0)
+    mem, out = on_time(cat, mem, CALM, now_ms=T0 + HOUR + 10 * MIN)
+    assert actions(out) == ["cart_reminder"]
+    assert next_wake(mem) == T0 + HOUR + 30 * MIN
+
+
 def test_next_wake_is_the_earliest_timer() -> None:
     cat = default_catalogue()
     assert next_wake(EMPTY) is None
