@@ -17,6 +17,7 @@ import orjson
 
 from benchmarks.results_io import machine, write_result
 from engine.decide import DecideConfig
+from engine.journeys import default_catalogue
 from engine.pipeline import Core, Record
 from engine.profile import Profile
 from models.policy import LogisticHeads
@@ -30,6 +31,7 @@ class DictState:
     def __init__(self) -> None:
         self.profiles: dict[str, Profile] = {}
         self.identities: dict[str, str] = {}
+        self.catalogue = default_catalogue()
 
     def profile(self, key: str) -> Profile | None:
         return self.profiles.get(key)
@@ -43,7 +45,7 @@ def run(events: int, customers: int, seed: int) -> dict[str, object]:
     pop = Population(customers, seed=seed)
     state = DictState()
     policy = LogisticHeads()
-    core = Core(policy, names, "identity", "stitched", DecideConfig())
+    core = Core(policy, names, "identity", "stitched", "timers", DecideConfig())
     now_ms = 1_800_000_000_000
     offsets: dict[str, int] = {}
     pending: list[tuple[str, dict[str, object]]] = []

@@ -80,6 +80,11 @@ JOURNEY_ACTIONS: tuple[str, ...] = (
 """Actions only journey steps take; next-best-action does not weigh them on every event."""
 
 
+PEOPLE_ACTIONS: frozenset[str] = frozenset({"support_followup", "sales_followup"})
+"""Actions a person carries out (service or sales staff): they go to the agent channel,
+and nothing else does."""
+
+
 def known_action_ids() -> frozenset[str]:
     """Every action id a journey step may name."""
     return frozenset(a.action_id for a in DEFAULT_ACTIONS) | frozenset(JOURNEY_ACTIONS)

@@ -9,20 +9,31 @@ escapes the agent as an exception; an unexpected error dead-letters the record w
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import faust
+import orjson
+from aiokafka.errors import KafkaError
+from faust.types import TP
 
 from engine import observe
+from engine.admin import AdminError
+from engine.control import CatalogueFollower
 from engine.decide import DecideConfig
+from engine.journey_runtime import Entered, Exited
+from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
-from engine.pipeline import Core, Limits, Record, Result, reject
+from engine.orchestrate import TIMER_SOURCE, catalogue_version
+from engine.pipeline import Core, Limits, Record, Result, expected_partition, reject
 from engine.profile import Profile
 from engine.settings import Settings
+from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
 from models.policy import LogisticHeads
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
@@ -35,8 +46,12 @@ log = logging.getLogger("segue.worker")
 INGEST_AGENT = "segue.ingest"
 LINK_AGENT = "segue.identity"
 STITCHED_AGENT = "segue.stitched"
+TIMER_AGENT = "segue.timers"
 PROFILE_TABLE = "profiles"
 IDENTITY_TABLE = "identities"
+TIMER_TABLE = "timers"
+CONTROL_RETRY_SECONDS = 5.0
+"""Pause before reading the control topic again when it cannot be read."""
 EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
@@ -88,13 +103,20 @@ def build_app(settings: Settings) -> faust.App:
         internal=True,
         partitions=settings.partitions,
     )
+    # Timer nudges from this worker's clock, keyed by customer (engine/timers.py).
+    nudges = app.topic(
+        f"{settings.app_id}-timer-nudges",
+        schema=_raw(),
+        internal=True,
+        partitions=settings.partitions,
+    )
     # key_type/value_type bytes is what makes a table use the raw codec; a schema alone
     # leaves it on JSON, and recovery from the changelog then fails on every record.
-    profiles, identities = (
+    profiles, identities, timers = (
         app.Table(
             name, partitions=settings.partitions, default=None, key_type=bytes, value_type=bytes
         )
-        for name in (PROFILE_TABLE, IDENTITY_TABLE)
+        for name in (PROFILE_TABLE, IDENTITY_TABLE, TIMER_TABLE)
     )
     outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
@@ -103,6 +125,7 @@ def build_app(settings: Settings) -> faust.App:
         names=names,
         identity_topic=identity.get_topic_name(),
         stitched_topic=stitched.get_topic_name(),
+        timer_topic=nudges.get_topic_name(),
         cfg=DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score),
         limits=Limits(
             max_event_bytes=settings.max_event_bytes,
@@ -113,7 +136,15 @@ def build_app(settings: Settings) -> faust.App:
         ),
     )
 
+    journeys = Journeys(metrics, initial_catalogue(settings))
+    index = TimerIndex()
+    clock = SystemClock()
+
     class TableState:
+        @property
+        def catalogue(self) -> Catalogue:
+            return journeys.current
+
         def profile(self, key: str) -> Profile | None:
             stored = profiles.get(key.encode())
             return Profile.decode(stored) if stored is not None else None
@@ -149,6 +180,12 @@ def build_app(settings: Settings) -> faust.App:
                 profiles[key.encode()] = profile.encode()
         for anonymous_id, customer_id in result.links.items():
             identities[anonymous_id.encode()] = customer_id.encode()
+        for key, wake in result.timers.items():
+            if wake is None:
+                timers.pop(key.encode(), None)
+            else:
+                timers[key.encode()] = encode_wake(wake)
+                index.note(key, wake)
         try:
             for s in result.sends:
                 await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
@@ -169,6 +206,8 @@ def build_app(settings: Settings) -> faust.App:
         _observe(metrics, names, rec, result, started)
 
     async def run(step: Step, stream: faust.StreamT[bytes]) -> None:
+        # No record before the catalogue in force is known (engine/control.py).
+        await journeys.ready.wait()
         async for event in stream.events():
             msg = event.message
             headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
@@ -187,10 +226,38 @@ def build_app(settings: Settings) -> faust.App:
     async def stitch(stream: faust.StreamT[bytes]) -> None:
         await run(core.stitched, stream)
 
+    @app.agent(nudges, name=TIMER_AGENT, concurrency=1)
+    async def fire(stream: faust.StreamT[bytes]) -> None:
+        await run(core.tick, stream)
+
+    def owned(key: str) -> bool:
+        tp = TP(nudges.get_topic_name(), expected_partition(key.encode(), settings.partitions))
+        return tp in app.assignor.assigned_actives()
+
+    def stored_wake(key: str) -> int | None:
+        return decode_wake(timers.get(key.encode()))
+
+    @timers.on_recover
+    async def reindex() -> None:
+        index.rebuild((k.decode(), int(v)) for k, v in timers.items() if v is not None)
+        metrics.timers_pending.set(len(index))
+
+    @app.timer(interval=settings.timer_tick_seconds, name="segue.timer-clock")  # type: ignore[untyped-decorator]
+    async def nudge_due() -> None:
+        now_ms = clock.now_ms()
+        for key in index.due(now_ms, stored_wake, owned):
+            value = orjson.dumps({"customer_id": key, "now_ms": now_ms})
+            await nudges.send(key=key.encode(), value=value)
+        metrics.timers_pending.set(len(index))
+
+    @app.task(name="segue.catalogue-follower")  # type: ignore[untyped-decorator]
+    async def follow_catalogue() -> None:
+        await journeys.follow(settings)
+
     observe.install(
         app,
         metrics,
-        {PROFILE_TABLE: profiles, IDENTITY_TABLE: identities},
+        {PROFILE_TABLE: profiles, IDENTITY_TABLE: identities, TIMER_TABLE: timers},
         count_keys=settings.table_store.startswith("memory://"),
     )
     return app
@@ -230,3 +297,77 @@ def _observe(
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
     elif result.reward is not None:
         metrics.rewards.labels(outcome="positive" if result.reward > 0 else "negative").inc()
+    _observe_journeys(metrics, result)
+
+
+def _observe_journeys(metrics: Metrics, result: Result) -> None:
+    for command in result.commands:
+        if isinstance(command, Exited):
+            # The reason's kind only: "exit criteria: <rule>" would make labels unbounded.
+            kind = "exit:" + command.reason.split(":", 1)[0].replace(" ", "_")
+        else:
+            kind = "entered" if isinstance(command, Entered) else "act"
+        metrics.journey_steps.labels(journey=command.journey_id, kind=kind).inc()
+    for d in result.journey_decisions:
+        metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()
+        delay = max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000)
+        if d.event_source == TIMER_SOURCE:
+            metrics.timer_delay.observe(delay)
+        else:
+            metrics.latency.observe(delay)
+    if result.status == "timer":
+        metrics.timers_fired.labels(result="fired").inc()
+    elif result.status == "stale":
+        metrics.timers_fired.labels(result="stale").inc()
+
+
+def initial_catalogue(settings: Settings) -> Catalogue:
+    """The catalogue a worker starts with, until the control topic names another."""
+    if not settings.journeys_file:
+        return default_catalogue()
+    path = Path(settings.journeys_file)
+    return load_catalogue(path.read_text(), filename=str(path))
+
+
+class Journeys:
+    """The catalogue in force on this worker, switched by the control topic."""
+
+    def __init__(self, metrics: Metrics, initial: Catalogue) -> None:
+        self.metrics = metrics
+        self.ready = asyncio.Event()
+        self.current = initial
+        self._show(initial)
+
+    def switch(self, cat: Catalogue) -> None:
+        if cat.digest != self.current.digest:
+            log.info("journey catalogue %s in force", catalogue_version(cat))
+        self.current = cat
+        self._show(cat)
+
+    async def follow(self, settings: Settings) -> None:
+        """Follow the control topic for the life of the worker; if it cannot be read,
+        start with the catalogue at hand and try again."""
+        while True:
+            follower = CatalogueFollower(
+                settings, self.switch, rejected=lambda _: self.metrics.catalogue_rejected.inc()
+            )
+            try:
+                await follower.catch_up()
+                self.ready.set()
+                await follower.follow()
+            except (AdminError, KafkaError) as exc:
+                log.error(
+                    "cannot read the journey catalogue from the control topic (%s); "
+                    "running %s until it can be read",
+                    exc,
+                    catalogue_version(self.current),
+                )
+                self.ready.set()
+                await asyncio.sleep(CONTROL_RETRY_SECONDS)
+            finally:
+                await follower.stop()
+            # follow() only returns by raising; a set ready means we catch up again.
+
+    def _show(self, cat: Catalogue) -> None:
+        self.metrics.catalogue.clear()
+        self.metrics.catalogue.labels(catalogue=cat.name, version=str(cat.version)).set(1)

@@ -132,6 +132,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     validate.add_argument("file", type=Path)
     validate.set_defaults(run=_journeys_validate)
+    publish = jsub.add_parser(
+        "publish",
+        help="validate a catalogue and publish it on the control topic: every worker "
+        "switches to it without a restart (its version must exceed the one in force)",
+    )
+    publish.add_argument("file", type=Path)
+    publish.set_defaults(run=_journeys_publish)
+    current = jsub.add_parser("current", help="the catalogue in force on the control topic")
+    current.set_defaults(run=_journeys_current)
 
     worker = sub.add_parser("worker", help="run the Faust worker (ingest, profile, decide)")
     worker.set_defaults(run=_worker)
@@ -317,6 +326,35 @@ def _journeys_validate(args: argparse.Namespace, settings: Settings) -> int:
         f"{args.file}: catalogue {cat.name!r} version {cat.version}: "
         f"{len(cat.journeys)} journeys, digest {cat.digest[:12]}"
     )
+    return 0
+
+
+def _journeys_publish(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.control import PublishError, now_ms, publish
+    from engine.journeys import CatalogueError
+    from topics.catalogue import TopicNames
+
+    try:
+        cat = asyncio.run(publish(settings, args.file, now_ms=now_ms()))
+    except CatalogueError as err:
+        print(err)
+        raise CommandError(f"{len(err.problems)} problems in {args.file}; not published") from None
+    except PublishError as err:
+        raise CommandError(str(err)) from None
+    topic = TopicNames(settings.topic_prefix).control
+    print(f"published {cat.name}@{cat.version} (digest {cat.digest[:12]}) to {topic}")
+    return 0
+
+
+def _journeys_current(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.control import latest
+
+    cat = asyncio.run(latest(settings))
+    if cat is None:
+        print("no catalogue published: workers run their built-in or configured catalogue")
+        return 0
+    names = ", ".join(j.id for j in cat.journeys)
+    print(f"{cat.name}@{cat.version} (digest {cat.digest[:12]}): {names}")
     return 0
 
 

@@ -48,7 +48,8 @@ Rules, as implemented:
    wait_for continues as its timer would have.
 7. Determinism. Nothing reads the clock; commands come out in the order above, journeys
    in the priority order of rule 5, so a replay emits the same commands with the same
-   ``act_id`` (made of journey, step, entry time and the time the step was reached).
+   ``act_id`` (made of journey, entry number, step, entry time and the time the step
+   was reached).
 
 A membership whose journey or step is no longer in the catalogue (a new version was
 published) ends with ``Exited("withdrawn")`` at the next call, before anything else.
@@ -57,43 +58,29 @@ published) ends with ``Exited("withdrawn")`` at the next call, before anything e
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from engine.journey_memory import JourneyMemory, Membership, memory_from_doc
 from engine.journeys import Act as ActStep
 from engine.journeys import Branch, Catalogue, Exit, Journey, Wait, WaitFor
+
+__all__ = [
+    "Act",
+    "Command",
+    "Entered",
+    "Exited",
+    "JourneyMemory",
+    "Membership",
+    "memory_from_doc",
+    "next_wake",
+    "on_event",
+    "on_time",
+]
 
 MAX_STEPS = 100
 """Most steps one run may take. A valid catalogue stops at a wait long before this; an
 invalid one (a loop of acts) would otherwise spin forever and flood the customer."""
-
-
-@dataclass(frozen=True, slots=True)
-class Membership:
-    """One customer's place in one journey."""
-
-    journey_id: str
-    step_id: str
-    entered_ms: int
-    step_since_ms: int
-    """When the membership reached ``step_id``: part of the act id."""
-    vars: Mapping[str, Any]
-    """The journey variables captured at entry (``journey.x`` in conditions)."""
-    wake_at_ms: int | None
-    """When the wait or wait_for at ``step_id`` expires; None when nothing is due."""
-    held: bool
-    """Reached an act, or had its timer expire, while paused for an open ticket."""
-
-
-@dataclass(frozen=True, slots=True)
-class JourneyMemory:
-    """Everything about journeys kept in the customer's state. Plain dicts (never
-    mutated: each call builds new ones) so that the memory pickles."""
-
-    active: Mapping[str, Membership] = field(default_factory=dict)
-    last_exit_ms: Mapping[str, int] = field(default_factory=dict)
-    entries: Mapping[str, int] = field(default_factory=dict)
-    """How many times each journey was entered, for the ``never`` policy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +93,8 @@ class Act:
     action: str
     channels: tuple[str, ...]
     act_id: str
+    at_ms: int
+    """When the act was reached: the event's time, or the timer's wake time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +213,8 @@ def _after_timer(journey: Journey, member: Membership) -> str | None:
     return step.id
 
 
-def _act_id(journey_id: str, step_id: str, entered_ms: int, step_since_ms: int) -> str:
-    return f"{journey_id}:{step_id}:{entered_ms}:{step_since_ms}"
+def _act_id(member: Membership, step_id: str, step_since_ms: int) -> str:
+    return f"{member.journey_id}:{member.entry}:{step_id}:{member.entered_ms}:{step_since_ms}"
 
 
 class _Run:
@@ -281,7 +270,9 @@ class _Run:
         self.entries[jid] = self.entries.get(jid, 0) + 1
         self.out.append(Entered(jid))
         first = journey.steps[0].id
-        member = Membership(jid, first, self.now, self.now, captured, None, False)
+        member = Membership(
+            jid, first, self.now, self.now, captured, None, False, self.entries[jid]
+        )
         self.steps(journey, member, first, event)
 
     def resume(self, journey: Journey, member: Membership, event: Mapping[str, Any] | None) -> None:
@@ -296,8 +287,8 @@ class _Run:
             self.steps(journey, member, _after_timer(journey, member), event)
 
     def act(self, member: Membership, step: ActStep, since_ms: int) -> Act:
-        act_id = _act_id(member.journey_id, step.id, member.entered_ms, since_ms)
-        return Act(member.journey_id, step.id, step.action, step.channels, act_id)
+        act_id = _act_id(member, step.id, since_ms)
+        return Act(member.journey_id, step.id, step.action, step.channels, act_id, since_ms)
 
     def steps(
         self,

@@ -81,7 +81,7 @@ from typing import Any, Literal, TypeVar, cast
 
 import yaml
 
-from engine.actions import known_action_ids
+from engine.actions import PEOPLE_ACTIONS, known_action_ids
 from engine.expr import Expr
 from engine.journey_checks import NodeReader, Ref, StepNode, check_step_graph
 from topics.catalogue import CHANNELS
@@ -470,6 +470,14 @@ class _Builder:
             a = r.mapping(f["act"], "act", ("action", "channels")) or {}
             action = r.choice(a.get("action"), "action", sorted(self.actions))
             channels = self.channels(a.get("channels"))
+            if action and channels and (action in PEOPLE_ACTIONS) != (channels == ("agent",)):
+                r.report(
+                    a["channels"],
+                    f"{action!r} is for people: its only channel is agent"
+                    if action in PEOPLE_ACTIONS
+                    else f"the agent channel is for people's follow-ups, not {action!r}",
+                )
+                channels = None
             if sid and action and channels and links[0] is not None:
                 return Act(sid, action, channels, _target(links[0])), _refs(links[:1])
         elif kind == "wait":

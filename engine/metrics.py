@@ -66,6 +66,40 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.journey_steps = Counter(
+            "segue_journey_transitions",
+            "Journey entries, acts and exits, by journey and kind (exit reasons grouped).",
+            ["journey", "kind"],
+            registry=r,
+        )
+        self.timers_fired = Counter(
+            "segue_timer_nudges",
+            "Timer nudges processed, by result (fired: a journey moved; stale: nothing due).",
+            ["result"],
+            registry=r,
+        )
+        self.timer_delay = Histogram(
+            "segue_timer_delay_seconds",
+            "From a journey timer's wake time to the decision it took.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.timers_pending = Gauge(
+            "segue_timers_indexed",
+            "Journey timers this worker has in its due-time index.",
+            registry=r,
+        )
+        self.catalogue = Gauge(
+            "segue_journey_catalogue_info",
+            "The journey catalogue in force; the value is always 1.",
+            ["catalogue", "version"],
+            registry=r,
+        )
+        self.catalogue_rejected = Counter(
+            "segue_journey_catalogue_rejected",
+            "Catalogue records on the control topic the worker refused as invalid.",
+            registry=r,
+        )
 
         self.consumer_lag = Gauge(
             "segue_consumer_lag_records",

@@ -41,8 +41,11 @@ from typing import Any, Protocol
 import orjson
 from aiokafka.partitioner import murmur2
 
+from engine import orchestrate
 from engine.actions import TRIGGERS
 from engine.decide import DecideConfig, decide
+from engine.journey_runtime import Command, next_wake
+from engine.journeys import Catalogue
 from engine.profile import (
     ANONYMOUS,
     Pending,
@@ -57,7 +60,7 @@ from engine.profile import (
 from models.policy import Policy
 from topics.catalogue import TopicNames
 from topics.deadletter import dead_letter_headers
-from topics.decisions import Decision
+from topics.decisions import NO_ACTION, Decision
 from topics.events import Event, Rejection, parse_event
 
 REWARDS: dict[str, float] = {
@@ -76,11 +79,15 @@ Headers = list[tuple[str, bytes]]
 
 
 class State(Protocol):
-    """Read access to the worker's tables for the partition being processed."""
+    """Read access to the worker's tables for the partition being processed, and the
+    journey catalogue in force."""
 
     def profile(self, key: str) -> Profile | None: ...
 
     def linked(self, anonymous_id: str) -> str | None: ...
+
+    @property
+    def catalogue(self) -> Catalogue: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +134,13 @@ class Result:
     sends: list[Send] = field(default_factory=list)
     rejection: Rejection | None = None
     decision: Decision | None = None
+    """The next-best-action decision, if the record was a decision point."""
     reward: float | None = None
+    journey_decisions: list[Decision] = field(default_factory=list)
+    commands: list[Command] = field(default_factory=list)
+    """Everything the journeys did (entries, acts, exits), for metrics."""
+    timers: dict[str, int | None] = field(default_factory=dict)
+    """Customers whose next journey timer changed: key -> wake time (None: no timer)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +149,7 @@ class Core:
     names: TopicNames
     identity_topic: str
     stitched_topic: str
+    timer_topic: str
     cfg: DecideConfig = field(default_factory=DecideConfig)
     limits: Limits = field(default_factory=Limits)
 
@@ -199,6 +213,34 @@ class Core:
         assert ev.customer_id is not None
         return self._apply(ev, ev.customer_id, rec, state, now_ms=now_ms, history=history)
 
+    def tick(self, rec: Record, state: State, *, now_ms: int) -> Result:
+        """A timer nudge from the worker's clock: fire the customer's journey timers due
+        at the nudge's time. Nudges are hints: a stale or repeated one changes nothing,
+        so the clock may send one more than once."""
+        try:
+            doc = orjson.loads(rec.value or b"")
+            key, due_ms = str(doc["customer_id"]), int(doc["now_ms"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            why = Rejection("internal_error", f"unreadable timer record: {exc!r}")
+            return reject(rec, why, self.names, now_ms=now_ms)
+        before = state.profile(key)
+        if before is None:
+            return Result("stale")  # erased since the timer was set
+        tick_id = f"tick:{rec.partition}:{rec.offset}"
+        if before.applied(rec.topic, rec.partition, rec.offset):
+            return Result("replayed", sends=self._resend(before, tick_id))
+        done = orchestrate.on_tick(state.catalogue, before, now_ms=due_ms, decided_at_ms=now_ms)
+        if not done.commands and done.profile is before:
+            return Result("stale")
+        profile = replace(
+            done.profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
+        )
+        result = Result("timer", commands=done.commands)
+        profile = self._journey_sends(result, profile, done.decisions, tick_id)
+        result.writes[key] = profile
+        self._note_timer(result, key, before, profile)
+        return result
+
     def _forward(self, ev: Event, topic: str, key: str, *, merge: Profile | None) -> Result:
         doc = dict(ev.data)
         if ev.customer_id is None:
@@ -218,21 +260,17 @@ class Core:
         now_ms: int,
         history: Profile | None = None,
     ) -> Result:
-        before = state.profile(key) or Profile(key)
+        stored = state.profile(key)
+        before = stored or Profile(key)
         if before.applied(rec.topic, rec.partition, rec.offset):
-            sends = [
-                s
-                for item in before.pending
-                if item.event_id == ev.event_id
-                for s in _decision_sends(
-                    Decision.from_dict(item.record), self.names, orjson.dumps(item.record)
-                )
-            ]
-            return Result("replayed", event=ev, sends=sends)
+            return Result("replayed", event=ev, sends=self._resend(before, ev.event_id))
         if ev.source == "consent" and ev.type == "erasure_requested":
             # Forget the person: the table write is a tombstone, which compaction of the
             # changelog removes for good. Later events start a new, empty profile.
-            return Result("erased", event=ev, writes={key: None})
+            result = Result("erased", event=ev, writes={key: None})
+            if stored is not None and next_wake(stored.journeys) is not None:
+                result.timers[key] = None
+            return result
         if seen_before(before, ev.dedup_key):
             # Checked before merging: a replayed login must not fold its history in twice.
             return Result("duplicate", event=ev)
@@ -255,19 +293,64 @@ class Core:
             if pending is not None:
                 result.reward = REWARDS[ev.type]
                 taken = pending.record
-                arm = f"{taken['action']}:{taken['channel']}"
-                self.policy.learn_one(taken["features"], arm, result.reward)
-                result.status = "learned"
-        elif not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
+                # Journey decisions were not scored by the model: nothing to learn from.
+                if taken.get("features"):
+                    arm = f"{taken['action']}:{taken['channel']}"
+                    self.policy.learn_one(taken["features"], arm, result.reward)
+                    result.status = "learned"
+        journeys_acted = False
+        if not profile.anonymous:
+            # Journeys first: their exits see this event before anything acts on it.
+            done = orchestrate.on_event(state.catalogue, profile, ev, decided_at_ms=now_ms)
+            result.commands = done.commands
+            profile = self._journey_sends(result, done.profile, done.decisions, ev.event_id)
+            journeys_acted = done.acted
+        if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
             decision = decide(profile, ev, self.policy, self.cfg, now_ms=now_ms)
+            if journeys_acted and decision.acts and decision.action_class == "marketing":
+                # One message per moment: the journey step speaks for this event.
+                decision = _held_back(decision, "a journey acted on this event")
             encoded = decision.encode()
             if decision.acts:
                 pending_decision = Pending(decision.decision_id, ev.event_id, orjson.loads(encoded))
                 profile = remember(profile, pending_decision)
-            result = replace(result, status="decided", decision=decision)
-            result.sends = _decision_sends(decision, self.names, encoded)
+            result.status, result.decision = "decided", decision
+            result.sends += _decision_sends(decision, self.names, encoded)
         result.writes[key] = profile
+        self._note_timer(result, key, before, profile)
         return result
+
+    def _journey_sends(
+        self, result: Result, profile: Profile, decisions: list[Decision], trigger_id: str
+    ) -> Profile:
+        """Queue the sends of journey decisions; remember the acting ones so a replay of
+        ``trigger_id`` sends them again."""
+        for decision in decisions:
+            encoded = decision.encode()
+            if decision.acts:
+                pending = Pending(decision.decision_id, trigger_id, orjson.loads(encoded))
+                profile = remember(profile, pending)
+            result.sends += _decision_sends(decision, self.names, encoded)
+        result.journey_decisions = decisions
+        return profile
+
+    def _resend(self, profile: Profile, trigger_id: str) -> list[Send]:
+        """The decisions ``trigger_id`` produced, again: it was applied before a crash
+        that may have lost its sends. Same ids, so channel services drop duplicates."""
+        return [
+            s
+            for item in profile.pending
+            if item.event_id == trigger_id
+            for s in _decision_sends(
+                Decision.from_dict(item.record), self.names, orjson.dumps(item.record)
+            )
+        ]
+
+    @staticmethod
+    def _note_timer(result: Result, key: str, before: Profile, after: Profile) -> None:
+        wake = next_wake(after.journeys)
+        if wake != next_wake(before.journeys):
+            result.timers[key] = wake
 
 
 def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Result:
@@ -282,6 +365,18 @@ def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Re
         rejected_at_ms=now_ms,
     )
     return Result("rejected", rejection=why, sends=[Send(names.dlq, rec.key, rec.value, headers)])
+
+
+def _held_back(decision: Decision, why: str) -> Decision:
+    return replace(
+        decision,
+        action=NO_ACTION,
+        channel=None,
+        action_class=None,
+        score=None,
+        explored=False,
+        reasons=(*decision.reasons, f"held back: {why}"),
+    )
 
 
 def expected_partition(key: bytes, partitions: int) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from engine.journey_memory import JourneyMemory, memory_from_doc
 from topics.events import Event
 
 MAX_CATEGORIES = 16
@@ -53,6 +54,8 @@ class Profile:
     conversions: int = 0
     seen: dict[str, int] = field(default_factory=dict)
     """Recently applied events: short hash of (source, origin, event_id) -> event time, s."""
+    journeys: JourneyMemory = field(default_factory=JourneyMemory)
+    """Where the customer is in each journey, with the timers that are due."""
 
     @property
     def anonymous(self) -> bool:
@@ -75,6 +78,7 @@ class Profile:
         doc["open_tickets"] = tuple(doc["open_tickets"])
         doc["opted_out"] = tuple(doc["opted_out"])
         doc["pending"] = tuple(Pending(**p) for p in doc["pending"])
+        doc["journeys"] = memory_from_doc(doc.get("journeys"))
         return cls(**doc)
 
 

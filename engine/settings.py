@@ -79,6 +79,16 @@ class Settings:
     min_score: float = _opt(
         0.0, "Stay quiet when the best eligible action scores below this propensity."
     )
+    journeys_file: str = _opt(
+        "",
+        "Journey catalogue (YAML) a worker uses until one is published on the control "
+        "topic; empty: the built-in default catalogue.",
+    )
+    timer_tick_seconds: float = _opt(
+        1.0,
+        "How often a worker looks for due journey timers: about the most a timer fires "
+        "late on a healthy worker.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -102,6 +112,8 @@ class Settings:
             raise SettingsError(f"{env_name('exploration_rate')} must be between 0 and 1")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:
             raise SettingsError(f"{env_name('log_level')} must be debug, info, warning or error")
+        if self.timer_tick_seconds <= 0:
+            raise SettingsError(f"{env_name('timer_tick_seconds')} must be above 0")
         if not self.table_store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"{env_name('table_store')} must be memory:// or rocksdb://")
 

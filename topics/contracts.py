@@ -191,7 +191,7 @@ def types_of(source: str) -> list[str]:
 DECISION = Contract(
     "decision",
     "decision",
-    1,
+    2,
     {
         "decision_id": _id("Derived from customer, event and step: stable under replay."),
         "customer_id": _id("The customer; also the record key."),
@@ -209,6 +209,8 @@ DECISION = Contract(
         "candidates": Field("object", required=True, doc="Every action and channel weighed."),
         "features": Field("object", required=True, doc="What the model saw."),
         "decided_at_ms": Field("int", required=True, minimum=0, doc="Worker wall clock."),
+        "journey": Field("str", doc="The journey that acted; null for next-best-action."),
+        "catalogue_version": Field("str", doc="Journey catalogue in force: name@version."),
     },
     "What Segue writes to cx.decisions.<channel> and cx.decisions.log.",
 )

@@ -60,6 +60,10 @@ class Decision:
     features: dict[str, float] = field(default_factory=dict)
     """What the model saw: the outcome of this decision teaches it from these."""
     decided_at_ms: int = 0
+    journey: str | None = None
+    """The journey whose step took this action; None for next-best-action decisions."""
+    catalogue_version: str | None = None
+    """The journey catalogue in force, as ``name@version``."""
 
     @property
     def acts(self) -> bool:

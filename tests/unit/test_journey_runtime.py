@@ -8,6 +8,7 @@ import textwrap
 from dataclasses import replace
 from typing import Any
 
+import orjson
 import pytest
 
 from engine.journey_runtime import (
@@ -17,6 +18,7 @@ from engine.journey_runtime import (
     Entered,
     Exited,
     JourneyMemory,
+    memory_from_doc,
     next_wake,
     on_event,
     on_time,
@@ -87,7 +89,8 @@ def test_cart_recovery_reminds_at_exactly_one_hour_not_before() -> None:
             "remind",
             "cart_reminder",
             ("email", "push"),
-            f"cart_recovery:remind:{T0}:{T0 + HOUR}",
+            f"cart_recovery:1:remind:{T0}:{T0 + HOUR}",
+            T0 + HOUR,
         )
     ]
     assert mem.active["cart_recovery"].step_id == "pause"
@@ -230,7 +233,7 @@ def test_an_act_reached_while_paused_waits_at_the_act_and_keeps_its_id() -> None
     assert out == [Entered("nudge")]
     assert mem.active["nudge"].step_id == "remind" and mem.active["nudge"].held
     mem, out = on_time(cat, mem, CALM, now_ms=T0 + HOUR)
-    assert [c.act_id for c in out if isinstance(c, Act)] == [f"nudge:remind:{T0}:{T0}"]
+    assert [c.act_id for c in out if isinstance(c, Act)] == [f"nudge:1:remind:{T0}:{T0}"]
     mem, out = on_time(cat, mem, CALM, now_ms=T0 + HOUR)
     assert out == []
 
@@ -415,6 +418,13 @@ def test_same_inputs_give_the_same_memory_and_commands() -> None:
 def test_memory_pickles_at_every_point(index: int) -> None:
     mem, _ = script(default_catalogue())[index]
     assert pickle.loads(pickle.dumps(mem)) == mem
+
+
+@pytest.mark.parametrize("index", range(10))
+def test_memory_survives_its_json_form_at_every_point(index: int) -> None:
+    """The worker stores the memory inside the profile's JSON: it must read back equal."""
+    mem, _ = script(default_catalogue())[index]
+    assert memory_from_doc(orjson.loads(orjson.dumps(mem))) == mem
 
 
 def test_a_wait_for_that_times_out_while_paused_resumes_to_on_timeout() -> None:

@@ -57,9 +57,16 @@ def journey(steps: str, extra: str = "", entry: str = "{event: web.add_to_cart}"
 
 def test_the_default_catalogue_loads_clean_with_a_stable_digest() -> None:
     cat = default_catalogue()
-    assert cat.name == "default" and cat.version == 1
+    assert cat.name == "default" and cat.version == 2
     ids = [j.id for j in cat.journeys]
-    assert ids == ["support_recovery", "cart_recovery", "onboarding", "cross_sell", "win_back"]
+    assert ids == [
+        "support_recovery",
+        "cart_recovery",
+        "sales_assist",
+        "onboarding",
+        "cross_sell",
+        "win_back",
+    ]
     assert [s.name for s in cat.lifecycle] == [
         "advocacy",
         "retention",
@@ -438,3 +445,39 @@ def test_exit_steps_and_lifecycle_stages() -> None:
     assert stage_of(cat, {}, now) == "awareness"
     no_stages = load(journey("- {id: s, exit: true}\n"))
     assert stage_of(no_stages, {"orders": 9}, now) is None
+
+
+@pytest.mark.parametrize(
+    ("action", "channels", "message"),
+    [
+        (
+            "support_followup",
+            "[email]",
+            "'support_followup' is for people: its only channel is agent",
+        ),
+        (
+            "cart_reminder",
+            "[agent]",
+            "the agent channel is for people's follow-ups, not 'cart_reminder'",
+        ),
+    ],
+)
+def test_the_agent_channel_is_for_people_and_only_people(
+    action: str, channels: str, message: str
+) -> None:
+    text = f"""\
+catalogue: t
+version: 1
+journeys:
+  - id: j
+    class: service
+    priority: 1
+    entry: {{event: web.signup}}
+    steps:
+      - id: a
+        act: {{action: {action}, channels: {channels}}}
+"""
+    with pytest.raises(CatalogueError) as err:
+        load_catalogue(text, filename="c.yaml")
+    column = text.splitlines()[9].index("[") + 1
+    assert [str(p) for p in err.value.problems] == [f"c.yaml:10:{column}: {message}"]

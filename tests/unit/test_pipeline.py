@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from engine.decide import DecideConfig
+from engine.journeys import Catalogue, default_catalogue
 from engine.pipeline import Core, Limits, Record, Result, expected_partition
 from engine.profile import Profile
 from models.policy import LogisticHeads
@@ -21,15 +22,18 @@ NAMES = TopicNames("cx.")
 class Harness:
     """The core with dict-backed tables, standing in for the worker's Faust tables."""
 
-    def __init__(self, partitions: int = 0) -> None:
+    def __init__(self, partitions: int = 0, catalogue: Catalogue | None = None) -> None:
         self.profiles: dict[str, Profile] = {}
         self.identities: dict[str, str] = {}
+        self.timers: dict[str, int] = {}
+        self.catalogue = catalogue or default_catalogue()
         self.policy = LogisticHeads()
         self.core = Core(
             self.policy,
             NAMES,
             identity_topic="app-identity",
             stitched_topic="app-stitched",
+            timer_topic="app-timers",
             cfg=DecideConfig(exploration_rate=0.0),
             limits=Limits(partitions=partitions),
         )
@@ -50,6 +54,7 @@ class Harness:
         step = {
             "app-identity": self.core.link,
             "app-stitched": self.core.stitched,
+            "app-timers": self.core.tick,
         }.get(rec.topic, self.core.ingest)
         result = step(rec, self, now_ms=NOW)
         for key, profile in result.writes.items():
@@ -58,7 +63,18 @@ class Harness:
             else:
                 self.profiles[key] = profile
         self.identities.update(result.links)
+        for key, wake in result.timers.items():
+            if wake is None:
+                self.timers.pop(key, None)
+            else:
+                self.timers[key] = wake
         return result
+
+    def tick(self, now_ms: int, key: str = "c1") -> Result:
+        """A nudge from the worker's clock, as engine/app.py sends one."""
+        self.offset += 1
+        value = orjson.dumps({"customer_id": key, "now_ms": now_ms})
+        return self.run(Record("app-timers", 0, self.offset, key.encode(), value))
 
     def deliver(self, result: Result) -> list[Result]:
         """Run the forwarded records a result sent, as the worker's other agents would."""

@@ -1,0 +1,198 @@
+"""The journey catalogue on the control topic: publish a new version, and follow it.
+
+The control topic is compacted and has one key, ``catalogue``: its latest record is the
+catalogue in force. Every worker reads the whole topic itself, outside the consumer
+group (each worker needs every record, not a share of them):
+
+1. At start, read from the beginning to the end offsets taken at that moment, then
+   switch to the latest valid catalogue found. Agents wait for this, so no record is
+   processed under a catalogue that was already replaced.
+2. Then keep polling; each new valid record switches the worker at once, between two
+   records (the switch is one assignment on the event loop).
+
+A record holds the YAML text as written, so a worker checks it with the same loader as
+``segue journeys validate`` and never runs a catalogue it would have refused. An
+invalid record (published around the CLI) is logged and counted, and the worker keeps
+the catalogue it has. Journeys running under an old version carry on where their step
+still exists, and end with "withdrawn" where it does not (engine/journey_runtime.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from engine.admin import AdminError, connection_kwargs, start_client
+from engine.journeys import Catalogue, CatalogueError, load_catalogue
+from engine.settings import Settings
+from topics.catalogue import TopicNames
+
+log = logging.getLogger("segue.control")
+
+CATALOGUE_KEY = b"catalogue"
+POLL_MS = 500
+
+
+class PublishError(Exception):
+    """One line on why a catalogue was not published."""
+
+
+def encode_record(cat: Catalogue, source: str, filename: str, published_at_ms: int) -> bytes:
+    return orjson.dumps(
+        {
+            "catalogue": cat.name,
+            "version": cat.version,
+            "digest": cat.digest,
+            "file": filename,
+            "published_at_ms": published_at_ms,
+            "source": source,
+        }
+    )
+
+
+def decode_record(value: bytes | None) -> Catalogue:
+    """The catalogue a control record carries; CatalogueError when it is not valid."""
+    try:
+        doc = orjson.loads(value or b"")
+        source, filename = str(doc["source"]), str(doc.get("file", "<control>"))
+    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        raise CatalogueError([]) from exc
+    return load_catalogue(source, filename=filename)
+
+
+async def latest(settings: Settings) -> Catalogue | None:
+    """The catalogue in force on the control topic, or None if none was published."""
+    found: Catalogue | None = None
+
+    def keep(cat: Catalogue) -> None:
+        nonlocal found
+        found = cat
+
+    follower = CatalogueFollower(settings, keep)
+    await follower.catch_up()
+    await follower.stop()
+    return found
+
+
+async def publish(settings: Settings, path: Path, *, now_ms: int) -> Catalogue:
+    """Validate the file and publish it; its version must exceed the one in force."""
+    try:
+        source = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PublishError(f"cannot read {path}: {exc}") from None
+    cat = load_catalogue(source, filename=str(path))  # CatalogueError lists every problem
+    current = await latest(settings)
+    if current is not None and current.digest == cat.digest:
+        raise PublishError(
+            f"{cat.name}@{current.version} with this content is already in force; "
+            "nothing to publish"
+        )
+    if current is not None and cat.version <= current.version:
+        raise PublishError(
+            f"version {cat.version} is not above the version in force "
+            f"({current.name}@{current.version}): raise `version:` in {path}"
+        )
+    producer = AIOKafkaProducer(**connection_kwargs(settings), acks="all")
+    await start_client(producer, settings)
+    try:
+        await producer.send_and_wait(
+            TopicNames(settings.topic_prefix).control,
+            key=CATALOGUE_KEY,
+            value=encode_record(cat, source, path.name, now_ms),
+            headers=[("content-type", b"application/json")],
+        )
+    finally:
+        await producer.stop()
+    return cat
+
+
+class CatalogueFollower:
+    """Reads the control topic from the start and calls ``apply`` with each valid
+    catalogue, in order; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        apply: Callable[[Catalogue], None],
+        *,
+        rejected: Callable[[str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.topic = TopicNames(settings.topic_prefix).control
+        self.apply = apply
+        self.rejected = rejected or (lambda reason: None)
+        self.ready = asyncio.Event()
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def catch_up(self) -> None:
+        """Read to the end offsets of now; afterwards ``ready`` is set."""
+        consumer = AIOKafkaConsumer(
+            **connection_kwargs(self.settings),
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await start_client(consumer, self.settings)
+        self._consumer = consumer
+        parts = await consumer.partitions_for_topic(self.topic) or set()
+        if not parts:
+            raise AdminError(
+                f"control topic {self.topic} does not exist: run `segue topics create`"
+            )
+        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+
+        async def behind() -> bool:
+            for tp, end in ends.items():
+                if await consumer.position(tp) < end:
+                    return True
+            return False
+
+        while await behind():
+            batch = await consumer.getmany(timeout_ms=POLL_MS)
+            for records in batch.values():
+                for rec in records:
+                    self._take(rec)
+        self.ready.set()
+
+    async def follow(self) -> None:
+        """Catch up, then apply each new record as it comes, until cancelled."""
+        if self._consumer is None:
+            await self.catch_up()
+        assert self._consumer is not None
+        while True:
+            batch = await self._consumer.getmany(timeout_ms=POLL_MS)
+            for records in batch.values():
+                for rec in records:
+                    self._take(rec)
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+            self._consumer = None
+
+    def _take(self, rec: Any) -> None:
+        if rec.key != CATALOGUE_KEY:
+            return
+        where = f"{rec.topic}/{rec.partition}@{rec.offset}"
+        try:
+            cat = decode_record(rec.value)
+        except CatalogueError as err:
+            reason = str(err) or "not a catalogue record"
+            log.error("ignoring invalid catalogue at %s: %s", where, reason)
+            self.rejected(reason)
+            return
+        self.apply(cat)
+
+
+def now_ms() -> int:
+    """Wall-clock time of a publish (the shell's, never the core's)."""
+    return time.time_ns() // 1_000_000
