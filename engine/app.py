@@ -250,7 +250,7 @@ def build_app(settings: Settings) -> faust.App:
             await nudges.send(key=key.encode(), value=value)
         metrics.timers_pending.set(len(index))
 
-    @app.task(name="segue.catalogue-follower")  # type: ignore[untyped-decorator]
+    @app.task  # type: ignore[untyped-decorator]
     async def follow_catalogue() -> None:
         await journeys.follow(settings)
 
@@ -355,7 +355,7 @@ class Journeys:
                 await follower.catch_up()
                 self.ready.set()
                 await follower.follow()
-            except (AdminError, KafkaError) as exc:
+            except (AdminError, KafkaError, OSError) as exc:
                 log.error(
                     "cannot read the journey catalogue from the control topic (%s); "
                     "running %s until it can be read",

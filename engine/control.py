@@ -29,8 +29,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from engine.admin import AdminError, connection_kwargs, start_client
-from engine.journeys import Catalogue, CatalogueError, load_catalogue
+from engine.admin import AdminError, connection_kwargs, describe, start_client
+from engine.journeys import Catalogue, CatalogueError, Problem, load_catalogue
 from engine.settings import Settings
 from topics.catalogue import TopicNames
 
@@ -63,7 +63,8 @@ def decode_record(value: bytes | None) -> Catalogue:
         doc = orjson.loads(value or b"")
         source, filename = str(doc["source"]), str(doc.get("file", "<control>"))
     except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise CatalogueError([]) from exc
+        why = f"not a catalogue record (JSON with a 'source' field): {exc}"
+        raise CatalogueError([Problem("<control>", 1, 1, why)]) from None
     return load_catalogue(source, filename=filename)
 
 
@@ -76,8 +77,10 @@ async def latest(settings: Settings) -> Catalogue | None:
         found = cat
 
     follower = CatalogueFollower(settings, keep)
-    await follower.catch_up()
-    await follower.stop()
+    try:
+        await follower.catch_up()
+    finally:
+        await follower.stop()
     return found
 
 
@@ -139,13 +142,15 @@ class CatalogueFollower:
             auto_offset_reset="earliest",
         )
         await start_client(consumer, self.settings)
-        self._consumer = consumer
-        parts = await consumer.partitions_for_topic(self.topic) or set()
-        if not parts:
+        self._consumer = consumer  # from here stop() closes it, whatever fails next
+        count = next(
+            (t.partitions for t in await describe(self.settings) if t.spec.name == self.topic), None
+        )
+        if not count:
             raise AdminError(
                 f"control topic {self.topic} does not exist: run `segue topics create`"
             )
-        tps = [TopicPartition(self.topic, p) for p in sorted(parts)]
+        tps = [TopicPartition(self.topic, p) for p in range(count)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
@@ -186,9 +191,8 @@ class CatalogueFollower:
         try:
             cat = decode_record(rec.value)
         except CatalogueError as err:
-            reason = str(err) or "not a catalogue record"
-            log.error("ignoring invalid catalogue at %s: %s", where, reason)
-            self.rejected(reason)
+            log.error("ignoring invalid catalogue at %s: %s", where, err)
+            self.rejected(str(err))
             return
         self.apply(cat)
 

@@ -307,6 +307,9 @@ class Core:
             journeys_acted = done.acted
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
             decision = decide(profile, ev, self.policy, self.cfg, now_ms=now_ms)
+            decision = replace(
+                decision, catalogue_version=orchestrate.catalogue_version(state.catalogue)
+            )
             if journeys_acted and decision.acts and decision.action_class == "marketing":
                 # One message per moment: the journey step speaks for this event.
                 decision = _held_back(decision, "a journey acted on this event")
