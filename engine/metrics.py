@@ -116,7 +116,10 @@ class Metrics:
             "segue_rebalances", "Consumer group rebalances this worker took part in.", registry=r
         )
         self.table_keys = Gauge(
-            "segue_table_keys", "Keys in a state table held by this worker.", ["table"], registry=r
+            "segue_table_keys",
+            "Keys in a state table held by this worker (RocksDB: its estimate).",
+            ["table"],
+            registry=r,
         )
         build = Gauge(
             "segue_build_info",

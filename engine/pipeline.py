@@ -18,14 +18,24 @@ anonymous profile, and forward both the event and that history to the stitched t
 
 ``stitched`` (keyed by customer id): merge the history, then ``_apply`` the event.
 
+``tick`` (the timer topic, keyed by customer id): a nudge from the worker's clock fires
+the customer's journey timers due at the nudge's time (engine/orchestrate.py), each at
+its own wake time; a nudge that finds nothing due changes nothing.
+
 ``_apply``:
   1. A source offset the profile already holds was applied before a crash: nothing is
      applied twice, and the decision it produced is sent again under the same id.
   2. An event whose (source, id) the profile saw within the dedup window is a duplicate:
      counted, not applied, not dead-lettered.
   3. Apply the event; an outcome that closes a decision teaches the policy from the
-     features stored with it; a decision point is decided, logged and, if it acts, sent
-     to its channel topic.
+     features stored with it.
+  4. A known customer's journeys see the event (exits first, then waits, then entries);
+     each act becomes a decision on its channel topic and the log.
+  5. A decision point is decided by next-best-action, logged and, if it acts, sent to
+     its channel topic; a marketing offer is held back when a journey acted on the
+     same event (one message per moment).
+  6. If the customer's next journey timer moved, the result says so: the shell keeps
+     the timers table and its due-time index (engine/timers.py).
 
 Per-customer order holds within a partition: everything about a customer is applied on
 the customer's partition, forwarded events behind the history they follow.
