@@ -56,9 +56,12 @@ EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
 
-def build_app(settings: Settings) -> faust.App:
+def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.App:
     """The worker app: the ingest agent over every input topic, the identity and stitched
-    agents over their internal topics, the profile and identity tables, and the web views."""
+    agents over their internal topics, the profile and identity tables, and the web views.
+
+    ``catalogue`` is the journey catalogue in force when the worker starts (the CLI reads
+    it from the control topic first); by default the configured or built-in one."""
     credentials: Any = None
     if settings.kafka_sasl_username:
         credentials = faust.SASLCredentials(
@@ -136,7 +139,7 @@ def build_app(settings: Settings) -> faust.App:
         ),
     )
 
-    journeys = Journeys(metrics, initial_catalogue(settings))
+    journeys = Journeys(metrics, catalogue or initial_catalogue(settings))
     index = TimerIndex()
     clock = SystemClock()
 
@@ -206,8 +209,6 @@ def build_app(settings: Settings) -> faust.App:
         _observe(metrics, names, rec, result, started)
 
     async def run(step: Step, stream: faust.StreamT[bytes]) -> None:
-        # No record before the catalogue in force is known (engine/control.py).
-        await journeys.ready.wait()
         async for event in stream.events():
             msg = event.message
             headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
@@ -334,9 +335,9 @@ class Journeys:
 
     def __init__(self, metrics: Metrics, initial: Catalogue) -> None:
         self.metrics = metrics
-        self.ready = asyncio.Event()
         self.current = initial
         self._show(initial)
+        log.info("journey catalogue %s in force", catalogue_version(initial))
 
     def switch(self, cat: Catalogue) -> None:
         if cat.digest != self.current.digest:
@@ -346,14 +347,13 @@ class Journeys:
 
     async def follow(self, settings: Settings) -> None:
         """Follow the control topic for the life of the worker; if it cannot be read,
-        start with the catalogue at hand and try again."""
+        go on with the catalogue at hand and try again. (The agents never wait for this:
+        a Faust agent that does not drain its stream at start can stall for good.)"""
         while True:
             follower = CatalogueFollower(
                 settings, self.switch, rejected=lambda _: self.metrics.catalogue_rejected.inc()
             )
             try:
-                await follower.catch_up()
-                self.ready.set()
                 await follower.follow()
             except (AdminError, KafkaError, OSError) as exc:
                 log.error(
@@ -362,11 +362,9 @@ class Journeys:
                     exc,
                     catalogue_version(self.current),
                 )
-                self.ready.set()
                 await asyncio.sleep(CONTROL_RETRY_SECONDS)
             finally:
                 await follower.stop()
-            # follow() only returns by raising; a set ready means we catch up again.
 
     def _show(self, cat: Catalogue) -> None:
         self.metrics.catalogue.clear()

@@ -363,9 +363,12 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
 
     from engine.admin import check_inputs
     from engine.app import build_app
+    from engine.control import latest
 
     asyncio.run(check_inputs(settings))
-    app = build_app(settings)
+    # The catalogue in force, read before the worker consumes anything: no record is
+    # processed under a catalogue already replaced. The worker then follows the topic.
+    app = build_app(settings, asyncio.run(latest(settings)))
     from engine.logs import logging_config
 
     worker = faust.Worker(

@@ -4,11 +4,13 @@ The control topic is compacted and has one key, ``catalogue``: its latest record
 catalogue in force. Every worker reads the whole topic itself, outside the consumer
 group (each worker needs every record, not a share of them):
 
-1. At start, read from the beginning to the end offsets taken at that moment, then
-   switch to the latest valid catalogue found. Agents wait for this, so no record is
-   processed under a catalogue that was already replaced.
-2. Then keep polling; each new valid record switches the worker at once, between two
-   records (the switch is one assignment on the event loop).
+1. Before the worker starts consuming (``segue worker``, engine/cli.py), ``latest``
+   reads from the beginning to the end offsets of that moment: the worker starts with
+   the latest valid catalogue, so no record is processed under one already replaced.
+2. Then a task of the worker (``CatalogueFollower.follow``) reads the topic again from
+   the beginning and keeps polling; each valid record switches the worker at once,
+   between two records (the switch is one assignment on the event loop). Re-applying
+   the catalogue already in force changes nothing.
 
 A record holds the YAML text as written, so a worker checks it with the same loader as
 ``segue journeys validate`` and never runs a catalogue it would have refused. An
@@ -19,7 +21,6 @@ still exists, and end with "withdrawn" where it does not (engine/journey_runtime
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -131,11 +132,10 @@ class CatalogueFollower:
         self.topic = TopicNames(settings.topic_prefix).control
         self.apply = apply
         self.rejected = rejected or (lambda reason: None)
-        self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
 
     async def catch_up(self) -> None:
-        """Read to the end offsets of now; afterwards ``ready`` is set."""
+        """Read to the end offsets of now."""
         consumer = AIOKafkaConsumer(
             **connection_kwargs(self.settings),
             enable_auto_commit=False,
@@ -166,7 +166,6 @@ class CatalogueFollower:
             for records in batch.values():
                 for rec in records:
                     self._take(rec)
-        self.ready.set()
 
     async def follow(self) -> None:
         """Catch up, then apply each new record as it comes, until cancelled."""

@@ -1,7 +1,9 @@
 """``segue demo``: the whole loop on a local Apache Kafka with simulated customers.
 
 1. Start a fresh single-node Kafka on a free loopback port (fetched once by Maven).
-2. Create the topic catalogue and start one worker process.
+2. Create the topic catalogue, publish the demo journey catalogue (the default one with
+   every duration 180 times shorter: an hour's wait passes in 20 seconds) through the
+   control topic, and start one worker process.
 3. Wait until the worker answers a warm-up event, so latency is not start-up time.
 4. A simulated population sends web, support and purchase events (and a few broken
    records) at a fixed rate, reads every decision from the decision log and answers
@@ -12,7 +14,9 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.resources
 import logging
+import re
 import shutil
 import sys
 import time
@@ -27,6 +31,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 import engine.localkafka as localkafka
 from engine.actions import TRIGGERS
 from engine.admin import create_topics
+from engine.control import publish
+from engine.journey_checks import DURATION_UNITS_MS
+from engine.orchestrate import TIMER_SOURCE
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
 from models.simulator import Population
@@ -34,6 +41,8 @@ from topics.catalogue import TopicNames
 from topics.deadletter import ERROR_CLASS
 
 WARMUP_CUSTOMER = "demo-warmup"
+DEMO_CATALOGUE = "demo"
+DEMO_TIME_FACTOR = 180
 
 
 class DemoError(Exception):
@@ -63,6 +72,9 @@ class Tally:
     decisions_seen: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[int] = field(default_factory=list)
+    journey_decisions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    """(journey, action, channel) of each journey decision."""
+    timer_delays_ms: list[int] = field(default_factory=list)
     # (second half?, chosen p, random p, oracle p, converted) per marketing decision
     marketing: list[tuple[bool, float, float, float, bool]] = field(default_factory=list)
 
@@ -85,8 +97,11 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
             web_port=_free_port(),
         )
         say(f"      broker at {cluster.bootstrap}")
-        say("[2/5] creating topics")
+        say("[2/5] creating topics; publishing the demo journeys (waits 180x shorter)")
         asyncio.run(create_topics(settings, report=lambda line: None))
+        demo_journeys = root / "demo_journeys.yaml"
+        demo_journeys.write_text(compressed(default_catalogue_text(), DEMO_TIME_FACTOR))
+        asyncio.run(publish(settings, demo_journeys, now_ms=time.time_ns() // 1_000_000))
         say("[3/5] starting the worker (log: " + str(root / "worker.log") + ")")
         worker = WorkerProcess(settings, root / "worker.log")
         worker.start()
@@ -131,14 +146,21 @@ async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess
             if d["customer_id"] == WARMUP_CUSTOMER:
                 ready.set()
                 continue
-            tally.decisions_seen += 1
-            tally.decisions[(d["action"], d["channel"] or "-")] += 1
-            tally.latencies_ms.append(d["decided_at_ms"] - d["event_time_ms"])
+            delay = d["decided_at_ms"] - d["event_time_ms"]
+            if d.get("journey"):
+                tally.journey_decisions[(d["journey"], d["action"], d["channel"] or "-")] += 1
+                if d["event_source"] == TIMER_SOURCE:
+                    tally.timer_delays_ms.append(delay)
+            else:
+                tally.decisions_seen += 1
+                tally.decisions[(d["action"], d["channel"] or "-")] += 1
+                tally.latencies_ms.append(delay)
             if d["action"] == "none":
                 continue
             now_ms = time.time_ns() // 1_000_000
             outcomes = pop.respond(d, now_ms)
-            expected = pop.expected(d)
+            # The lift is the model's: journey steps are the catalogue's choices.
+            expected = None if d.get("journey") else pop.expected(d)
             if expected is not None:
                 late = time.monotonic() - started > opts.duration_s / 2
                 converted = outcomes[-1]["type"] == "converted"
@@ -257,6 +279,15 @@ def print_summary(t: Tally, opts: DemoOptions) -> None:
     lines.append(f"decisions          {t.decisions_seen} for {t.triggers_sent} decision points")
     for (action, channel), n in sorted(t.decisions.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {action:24} {channel:6} {n:7d}")
+    acts = sum(t.journey_decisions.values())
+    lines.append(f"journey decisions  {acts} (catalogue {DEMO_CATALOGUE}, time 180x faster)")
+    for (journey, action, channel), n in sorted(t.journey_decisions.items()):
+        lines.append(f"  {journey:18} {action:18} {channel:6} {n:7d}")
+    if t.timer_delays_ms:
+        lines.append(
+            f"  fired by timers {len(t.timer_delays_ms)}: wake time to decision p50 "
+            f"{_pct(t.timer_delays_ms, 50):.0f} ms, p99 {_pct(t.timer_delays_ms, 99):.0f} ms"
+        )
     reasons = ", ".join(f"{r} {n}" for r, n in sorted(t.dead_letters.items())) or "none"
     lines.append(f"dead-lettered      {sum(t.dead_letters.values())} ({reasons})")
     lines.append(
@@ -277,6 +308,28 @@ def print_summary(t: Tally, opts: DemoOptions) -> None:
         lines.append(f"  oracle policy    {oracle:6.1%} expected")
         lines.append(f"  learned lift over random is {lift:.0%} of the oracle's")
     print("\n".join(lines), flush=True)
+
+
+def default_catalogue_text() -> str:
+    return (importlib.resources.files("engine") / "default_journeys.yaml").read_text()
+
+
+def compressed(text: str, factor: int) -> str:
+    r"""The catalogue ``text`` named ``demo``, every wait, timeout and cooldown divided by
+    ``factor``, so a demo of minutes shows journeys that take days.
+
+    >>> print(compressed("catalogue: default\n      wait: 1h\n  cooldown: 7d}", 180))
+    catalogue: demo
+          wait: 20000ms
+      cooldown: 3360000ms}
+    """
+
+    def shorter(m: re.Match[str]) -> str:
+        ms = int(m.group(2)) * DURATION_UNITS_MS[m.group(3)]
+        return f"{m.group(1)}: {max(1, ms // factor)}ms"
+
+    text = re.sub(r"^catalogue: \w+", f"catalogue: {DEMO_CATALOGUE}", text, flags=re.M)
+    return re.sub(r"\b(wait|timeout|cooldown): (\d+)(ms|s|m|h|d)\b", shorter, text)
 
 
 def _pct(values: list[int], q: float) -> float:

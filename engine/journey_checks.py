@@ -35,7 +35,7 @@ from engine.expr import Expr, ExprError, compile_expr
 _STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DURATION = re.compile(r"(\d{1,12})(ms|s|m|h|d)")
-_UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,7 +202,7 @@ class NodeReader:
             message = f"{what} must be a duration such as 30m, 1h or 7d, found {_kind(node)}"
             self.report(node, message)
             return None
-        return int(m[1]) * _UNIT_MS[m[2]]
+        return int(m[1]) * DURATION_UNITS_MS[m[2]]
 
     def condition(
         self,
