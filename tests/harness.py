@@ -172,7 +172,11 @@ def start_segue(kafka: localkafka.ClusterInfo, tmp: Path, **overrides: Any) -> S
     asyncio.run(create_topics(settings, report=lambda line: None))
     segue = Segue(settings, WorkerProcess(settings, tmp / "worker.log"))
     segue.worker.start()
-    wait_ready(segue)
+    try:
+        wait_ready(segue)
+    except BaseException:
+        segue.worker.stop()  # the caller never gets it, so never stops it
+        raise
     return segue
 
 
