@@ -32,8 +32,17 @@ class DecideConfig:
     actions: tuple[Action, ...] = DEFAULT_ACTIONS
 
 
-def decide(p: Profile, ev: Event, policy: Policy, cfg: DecideConfig, *, now_ms: int) -> Decision:
-    """The decision for ``ev``, with the feature snapshot it was scored on."""
+def decide(
+    p: Profile,
+    ev: Event,
+    policy: Policy,
+    cfg: DecideConfig,
+    *,
+    now_ms: int,
+    catalogue_version: str | None = None,
+) -> Decision:
+    """The decision for ``ev``, with the feature snapshot it was scored on;
+    ``catalogue_version`` names the journey catalogue in force, for the record."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
     by_arm = {f"{a.action_id}:{c}": a for a in cfg.actions for c in a.channels}
@@ -88,6 +97,7 @@ def decide(p: Profile, ev: Event, policy: Policy, cfg: DecideConfig, *, now_ms: 
         candidates=candidates,
         features=x,
         decided_at_ms=now_ms,
+        catalogue_version=catalogue_version,
     )
     return decision
 

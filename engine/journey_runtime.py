@@ -120,10 +120,22 @@ def on_event(
     now_ms: int,
 ) -> tuple[JourneyMemory, list[Command]]:
     """Apply one event (``event["name"]`` is its type, e.g. ``web.add_to_cart``)."""
+    if quiet(cat, mem, event.get("name")):
+        return mem, []
+    return _on_event(cat, mem, event, profile, now_ms)
+
+
+def _on_event(
+    cat: Catalogue,
+    mem: JourneyMemory,
+    event: Mapping[str, Any],
+    profile: Mapping[str, Any],
+    now_ms: int,
+) -> tuple[JourneyMemory, list[Command]]:
+    name = event.get("name")
     run = _Run(mem, profile, now_ms)
     journeys = _ordered(cat)
     run.withdraw(cat)
-    name = event.get("name")
     for journey in journeys:  # rule 1
         member = run.active.get(journey.id)
         if member is None:
@@ -185,8 +197,73 @@ def next_wake(mem: JourneyMemory) -> int | None:
     return min(due, default=None)
 
 
-def _ordered(cat: Catalogue) -> list[Journey]:
-    return sorted(cat.journeys, key=lambda j: (-j.priority, j.id))
+def quiet(cat: Catalogue, mem: JourneyMemory, name: Any) -> bool:
+    """True when an event of this type cannot change ``mem``: no journey starts with
+    it, and no membership could exit, move on, resume or be withdrawn on it. Most
+    events are like this; checking first spares building the condition context."""
+    plan = _plan(cat)
+    if name in plan.entry_events:
+        return False
+    for journey_id, member in mem.active.items():
+        watch = plan.watch.get(journey_id)
+        if watch is None or member.held or member.step_id not in plan.steps[journey_id]:
+            return False  # withdrawn, or held: any event may resume it
+        if watch.any_event or name in watch.exit_events:
+            return False
+        if watch.wait_for.get(member.step_id) == name:
+            return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class _Watch:
+    """What a membership of one journey reacts to."""
+
+    exit_events: frozenset[str]
+    any_event: bool
+    """An exit rule with a condition but no event type: every event must check it."""
+    wait_for: Mapping[str, str]
+    """wait_for step id -> the event type it waits for."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What every call needs from a catalogue, computed once per catalogue content."""
+
+    ordered: tuple[Journey, ...]
+    steps: Mapping[str, frozenset[str]]
+    entry_events: frozenset[str]
+    watch: Mapping[str, _Watch]
+
+
+_PLANS: dict[str, _Plan] = {}
+_MAX_PLANS = 8
+"""Catalogues kept planned: the one in force and a few just replaced."""
+
+
+def _plan(cat: Catalogue) -> _Plan:
+    plan = _PLANS.get(cat.digest)
+    if plan is None:
+        if len(_PLANS) >= _MAX_PLANS:
+            _PLANS.clear()
+        plan = _PLANS[cat.digest] = _Plan(
+            ordered=tuple(sorted(cat.journeys, key=lambda j: (-j.priority, j.id))),
+            steps={j.id: frozenset(s.id for s in j.steps) for j in cat.journeys},
+            entry_events=frozenset(j.entry.event for j in cat.journeys),
+            watch={
+                j.id: _Watch(
+                    exit_events=frozenset(r.event for r in j.exits if r.event is not None),
+                    any_event=any(r.event is None for r in j.exits),
+                    wait_for={s.id: s.event for s in j.steps if isinstance(s, WaitFor)},
+                )
+                for j in cat.journeys
+            },
+        )
+    return plan
+
+
+def _ordered(cat: Catalogue) -> tuple[Journey, ...]:
+    return _plan(cat).ordered
 
 
 def _exit_matches(rule: Exit, name: Any, ctx: Mapping[str, Any]) -> bool:
@@ -244,7 +321,7 @@ class _Run:
         self.out.append(Exited(journey_id, reason))
 
     def withdraw(self, cat: Catalogue) -> None:
-        known = {j.id: {s.id for s in j.steps} for j in cat.journeys}
+        known = _plan(cat).steps
         for journey_id in sorted(self.active):
             if self.active[journey_id].step_id not in known.get(journey_id, ()):
                 self.end(journey_id, "withdrawn")

@@ -53,6 +53,8 @@ def event_doc(ev: Event) -> dict[str, Any]:
 
 
 def on_event(cat: Catalogue, p: Profile, ev: Event, *, decided_at_ms: int) -> Outcome:
+    if runtime.quiet(cat, p.journeys, f"{ev.source}.{ev.type}"):
+        return Outcome(p, [], [])
     mem, commands = runtime.on_event(
         cat, p.journeys, event_doc(ev), profile_view(p), now_ms=ev.time_ms
     )
@@ -95,7 +97,7 @@ def _outcome(
         for c in commands
         if isinstance(c, runtime.Act)
     ]
-    after = p if mem == p.journeys else replace(p, journeys=mem)
+    after = p if mem is p.journeys or mem == p.journeys else replace(p, journeys=mem)
     return Outcome(after, decisions, commands)
 
 

@@ -316,9 +316,9 @@ class Core:
             profile = self._journey_sends(result, done.profile, done.decisions, ev.event_id)
             journeys_acted = done.acted
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
-            decision = decide(profile, ev, self.policy, self.cfg, now_ms=now_ms)
-            decision = replace(
-                decision, catalogue_version=orchestrate.catalogue_version(state.catalogue)
+            version = orchestrate.catalogue_version(state.catalogue)
+            decision = decide(
+                profile, ev, self.policy, self.cfg, now_ms=now_ms, catalogue_version=version
             )
             if journeys_acted and decision.acts and decision.action_class == "marketing":
                 # One message per moment: the journey step speaks for this event.
