@@ -12,7 +12,7 @@ import socket
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -62,7 +62,7 @@ class Segue:
     def produce(
         self,
         source: str,
-        records: list[dict[str, Any] | tuple[bytes | None, bytes | None]],
+        records: Sequence[dict[str, Any] | tuple[bytes | None, bytes | None]],
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Send events (dicts, keyed by customer_id or else anonymous_id) or raw (key, value)
