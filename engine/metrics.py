@@ -121,6 +121,13 @@ class Metrics:
             ["table"],
             registry=r,
         )
+        self.recovery = Gauge(
+            "segue_recovery_seconds",
+            "Duration of this worker's last table recovery: from its new partition assignment "
+            "being taken (table stores open) to its tables being caught up with their "
+            "changelogs and its streams resumed.",
+            registry=r,
+        )
         build = Gauge(
             "segue_build_info",
             "Versions of this worker; the value is always 1.",

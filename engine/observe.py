@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import faust
@@ -25,9 +25,28 @@ SAMPLE_SECONDS = 5.0
 
 
 class _Sensor(faust.Sensor):
-    def __init__(self, metrics: Metrics) -> None:
+    """Commits, rebalances and table recovery, as Faust reports them.
+
+    A rebalance, as Faust's hooks see it::
+
+        on_rebalance_start     partitions revoked; the group is re-forming
+              |                (join, assignment)
+        on_rebalance_return    the new assignment is taken: table stores opened for it,
+              |                recovery signalled
+              |                (changelog highwaters read, changelogs replayed)
+        on_rebalance_end       tables caught up, streams resumed
+
+    ``segue_recovery_seconds`` is the second span: reading the changelogs' highwaters and
+    replaying what the local stores lack. Joining the group and opening the stores (where
+    RocksDB replays its write-ahead log after a crash) come before it; benchmarks/state.py
+    times those from the worker's log. The hooks share the ``state`` dict that
+    ``on_rebalance_start`` returns, so a rebalance that starts over measures its last try.
+    """
+
+    def __init__(self, metrics: Metrics, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.metrics = metrics
+        self.clock = clock
 
     def on_commit_completed(self, consumer: Any, state: Any) -> None:
         self.metrics.last_commit.set(time.time())
@@ -35,6 +54,14 @@ class _Sensor(faust.Sensor):
     def on_rebalance_start(self, app: Any) -> dict[str, Any]:
         self.metrics.rebalances.inc()
         return {}
+
+    def on_rebalance_return(self, app: Any, state: dict[str, Any]) -> None:
+        state["assigned_at"] = self.clock()
+
+    def on_rebalance_end(self, app: Any, state: dict[str, Any]) -> None:
+        assigned_at = state.get("assigned_at")
+        if assigned_at is not None:
+            self.metrics.recovery.set(self.clock() - assigned_at)
 
 
 def install(

@@ -55,3 +55,10 @@ def test_health_readiness_and_worker_gauges(segue: Segue) -> None:
     while segue.metric("segue_consumer_lag_records", topic=segue.names.source("web")) > 0:
         assert time.monotonic() < deadline, "lag on the web topic did not drain"
         time.sleep(0.5)
+
+
+def test_recovery_gauge_holds_the_recovery_before_ready(segue: Segue) -> None:
+    # Faust serves /metrics only once its first recovery is done, so by the first scrape
+    # the gauge holds that recovery: set (the unset gauge reads 0.0) and finite.
+    assert "# TYPE segue_recovery_seconds gauge" in exposition(segue)
+    assert 0.0 < segue.metric("segue_recovery_seconds") < float("inf")
