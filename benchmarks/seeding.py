@@ -33,12 +33,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
 from engine.admin import admin_client
-from engine.app import PROFILE_TABLE
-from engine.decide import DecideConfig
-from engine.pipeline import Core, Limits, Record, Result, expected_partition
+from engine.app import PROFILE_TABLE, build_core
+from engine.journeys import default_catalogue
+from engine.pipeline import Core, Record, Result, expected_partition
 from engine.profile import Profile
 from engine.settings import Settings
-from models.policy import LogisticHeads
 from models.simulator import Population
 from topics.catalogue import TopicNames
 
@@ -66,20 +65,7 @@ def customer_id(i: int) -> str:
 
 def core_like_worker(settings: Settings) -> Core:
     """The core as ``engine.app.build_app`` builds it from the same settings."""
-    return Core(
-        policy=LogisticHeads(learning_rate=settings.learning_rate),
-        names=TopicNames(settings.topic_prefix),
-        identity_topic=f"{settings.app_id}-identity-links",
-        stitched_topic=f"{settings.app_id}-stitched-events",
-        cfg=DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score),
-        limits=Limits(
-            max_event_bytes=settings.max_event_bytes,
-            max_future_ms=settings.max_future_skew_seconds * 1000,
-            partitions=settings.partitions,
-            dedup_window_ms=settings.dedup_window_seconds * 1000,
-            dedup_max_ids=settings.dedup_max_ids,
-        ),
-    )
+    return build_core(settings)
 
 
 class ProfileStore:
@@ -90,6 +76,7 @@ class ProfileStore:
     def __init__(self, fallback: Callable[[str], bytes | None] = lambda key: None) -> None:
         self.values: dict[str, bytes | None] = {}
         self.fallback = fallback
+        self.catalogue = default_catalogue()
 
     def raw(self, key: str) -> bytes | None:
         return self.values[key] if key in self.values else self.fallback(key)

@@ -95,20 +95,20 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
     # Internal hops of identity stitching; Faust creates them with the same partition
     # count, so they are co-partitioned with the inputs (see engine/pipeline.py).
     identity = app.topic(
-        f"{settings.app_id}-identity-links",
+        identity_topic(settings),
         schema=_raw(),
         internal=True,
         partitions=settings.partitions,
     )
     stitched = app.topic(
-        f"{settings.app_id}-stitched-events",
+        stitched_topic(settings),
         schema=_raw(),
         internal=True,
         partitions=settings.partitions,
     )
     # Timer nudges from this worker's clock, keyed by customer (engine/timers.py).
     nudges = app.topic(
-        f"{settings.app_id}-timer-nudges",
+        timer_topic(settings),
         schema=_raw(),
         internal=True,
         partitions=settings.partitions,
@@ -123,21 +123,7 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
     )
     outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
-    core = Core(
-        policy=LogisticHeads(learning_rate=settings.learning_rate),
-        names=names,
-        identity_topic=identity.get_topic_name(),
-        stitched_topic=stitched.get_topic_name(),
-        timer_topic=nudges.get_topic_name(),
-        cfg=DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score),
-        limits=Limits(
-            max_event_bytes=settings.max_event_bytes,
-            max_future_ms=settings.max_future_skew_seconds * 1000,
-            partitions=settings.partitions,
-            dedup_window_ms=settings.dedup_window_seconds * 1000,
-            dedup_max_ids=settings.dedup_max_ids,
-        ),
-    )
+    core = build_core(settings)
 
     journeys = Journeys(metrics, catalogue or initial_catalogue(settings))
     index = TimerIndex()
@@ -262,6 +248,37 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
         count_keys=settings.table_store.startswith("memory://"),
     )
     return app
+
+
+def build_core(settings: Settings) -> Core:
+    """The functional core a worker with these settings runs (benchmarks build it too)."""
+    return Core(
+        policy=LogisticHeads(learning_rate=settings.learning_rate),
+        names=TopicNames(settings.topic_prefix),
+        identity_topic=identity_topic(settings),
+        stitched_topic=stitched_topic(settings),
+        timer_topic=timer_topic(settings),
+        cfg=DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score),
+        limits=Limits(
+            max_event_bytes=settings.max_event_bytes,
+            max_future_ms=settings.max_future_skew_seconds * 1000,
+            partitions=settings.partitions,
+            dedup_window_ms=settings.dedup_window_seconds * 1000,
+            dedup_max_ids=settings.dedup_max_ids,
+        ),
+    )
+
+
+def identity_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-identity-links"
+
+
+def stitched_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-stitched-events"
+
+
+def timer_topic(settings: Settings) -> str:
+    return f"{settings.app_id}-timer-nudges"
 
 
 def _raw() -> faust.Schema[bytes, bytes]:
