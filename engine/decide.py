@@ -40,9 +40,10 @@ def decide(
     *,
     now_ms: int,
     catalogue_version: str | None = None,
+    stage: str | None = None,
 ) -> Decision:
     """The decision for ``ev``, with the feature snapshot it was scored on;
-    ``catalogue_version`` names the journey catalogue in force, for the record."""
+    ``catalogue_version`` and ``stage`` (the customer's lifecycle stage) are recorded."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
     by_arm = {f"{a.action_id}:{c}": a for a in cfg.actions for c in a.channels}
@@ -98,6 +99,7 @@ def decide(
         features=x,
         decided_at_ms=now_ms,
         catalogue_version=catalogue_version,
+        stage=stage,
     )
     return decision
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from engine import journey_runtime as runtime
-from engine.journeys import Catalogue, Journey
+from engine.journeys import Catalogue, Journey, stage_of
 from engine.profile import Profile
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
@@ -68,6 +68,11 @@ def on_tick(cat: Catalogue, p: Profile, *, now_ms: int, decided_at_ms: int) -> O
     return _outcome(cat, p, mem, commands, None, decided_at_ms)
 
 
+def stage(cat: Catalogue, p: Profile, now_ms: int) -> str | None:
+    """The customer's lifecycle stage by the catalogue's rules (first match wins)."""
+    return stage_of(cat, profile_view(p), now_ms) if cat.lifecycle else None
+
+
 def profile_view(p: Profile) -> dict[str, Any]:
     """The ``profile`` a journey condition reads."""
     return {
@@ -92,10 +97,12 @@ def _outcome(
     trigger: tuple[str, str, str] | None,
     decided_at_ms: int,
 ) -> Outcome:
+    acts = [c for c in commands if isinstance(c, runtime.Act)]
+    now_ms = acts[0].at_ms if acts else 0
+    where = stage(cat, p, now_ms) if acts else None
     decisions = [
-        act_decision(p, c, cat.journey(c.journey_id), cat, trigger, decided_at_ms)
-        for c in commands
-        if isinstance(c, runtime.Act)
+        act_decision(p, c, cat.journey(c.journey_id), cat, trigger, decided_at_ms, where)
+        for c in acts
     ]
     after = p if mem is p.journeys or mem == p.journeys else replace(p, journeys=mem)
     return Outcome(after, decisions, commands)
@@ -108,9 +115,10 @@ def act_decision(
     cat: Catalogue,
     trigger: tuple[str, str, str] | None,
     decided_at_ms: int,
+    stage: str | None = None,
 ) -> Decision:
     """The decision carrying out ``act``; ``trigger`` is (event id, source, type), or
-    None when a timer fired it."""
+    None when a timer fired it; ``stage`` is the customer's lifecycle stage."""
     candidates = tuple(
         Candidate(
             action=act.action,
@@ -145,4 +153,5 @@ def act_decision(
         decided_at_ms=decided_at_ms,
         journey=journey.id,
         catalogue_version=catalogue_version(cat),
+        stage=stage,
     )

@@ -316,9 +316,15 @@ class Core:
             profile = self._journey_sends(result, done.profile, done.decisions, ev.event_id)
             journeys_acted = done.acted
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
-            version = orchestrate.catalogue_version(state.catalogue)
+            cat = state.catalogue
             decision = decide(
-                profile, ev, self.policy, self.cfg, now_ms=now_ms, catalogue_version=version
+                profile,
+                ev,
+                self.policy,
+                self.cfg,
+                now_ms=now_ms,
+                catalogue_version=orchestrate.catalogue_version(cat),
+                stage=orchestrate.stage(cat, profile, ev.time_ms),
             )
             if journeys_acted and decision.acts and decision.action_class == "marketing":
                 # One message per moment: the journey step speaks for this event.

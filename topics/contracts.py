@@ -211,6 +211,7 @@ DECISION = Contract(
         "decided_at_ms": Field("int", required=True, minimum=0, doc="Worker wall clock."),
         "journey": Field("str", doc="The journey that acted; null for next-best-action."),
         "catalogue_version": Field("str", doc="Journey catalogue in force: name@version."),
+        "stage": Field("str", doc="Lifecycle stage at decision time (catalogue rules)."),
     },
     "What Segue writes to cx.decisions.<channel> and cx.decisions.log.",
 )

@@ -64,6 +64,8 @@ class Decision:
     """The journey whose step took this action; None for next-best-action decisions."""
     catalogue_version: str | None = None
     """The journey catalogue in force, as ``name@version``."""
+    stage: str | None = None
+    """The customer's lifecycle stage at decision time, by the catalogue's rules."""
 
     @property
     def acts(self) -> bool:

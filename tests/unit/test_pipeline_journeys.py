@@ -33,6 +33,7 @@ def test_cart_recovery_sets_a_timer_and_the_nudge_at_the_hour_sends_one_reminder
     assert sent["action"] == "cart_reminder" and sent["journey"] == "cart_recovery"
     assert sent["event_source"] == TIMER_SOURCE and sent["event_time_ms"] == NOW + HOUR
     assert sent["catalogue_version"] == "default@2"
+    assert sent["stage"] == "purchase"  # a cart and no order yet, by the lifecycle rules
     assert decisions(due, "cx.decisions.log") == [sent]
     assert h.timers == {"c1": NOW + HOUR + 30 * MIN}  # the next wait of the journey
     again = h.tick(NOW + HOUR)  # a second nudge for the same time: nothing is due
@@ -139,3 +140,11 @@ def test_a_big_basket_stalled_at_checkout_goes_to_sales_on_the_agent_channel() -
     # Cart recovery's reminder (+1h) and discount (+1h30) were due too: one catch-up.
     emails = decisions(result, "cx.decisions.email")
     assert [d["action"] for d in emails] == ["cart_reminder", "discount_offer"]
+
+
+def test_next_best_action_decisions_record_the_catalogue_and_the_stage() -> None:
+    h = Harness()
+    result = h.send("purchase", event("order_placed", "o1", order_id="o1", amount=25.0))
+    assert result.decision is not None
+    assert result.decision.catalogue_version == "default@2"
+    assert result.decision.stage == "retention"  # one order
