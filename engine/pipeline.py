@@ -20,12 +20,13 @@ anonymous profile, and forward both the event and that history to the stitched t
 
 ``_apply``:
   1. A source offset the profile already holds was applied before a crash: nothing is
-     applied twice, and the decision it produced is sent again under the same id.
+     applied twice, and the decision it produced is sent again under the same id
+     (without its candidates and reasons: ``engine.pending`` says what is kept).
   2. An event whose (source, id) the profile saw within the dedup window is a duplicate:
      counted, not applied, not dead-lettered.
   3. Apply the event; an outcome that closes a decision teaches the policy from the
      features stored with it; a decision point is decided, logged and, if it acts, sent
-     to its channel topic.
+     to its channel topic and recorded as a contact on that channel.
 
 Per-customer order holds within a partition: everything about a customer is applied on
 the customer's partition, forwarded events behind the history they follow.
@@ -42,14 +43,16 @@ import orjson
 from aiokafka.partitioner import murmur2
 
 from engine.actions import TRIGGERS
-from engine.decide import DecideConfig, decide
+from engine.decide import STEP, DecideConfig, decide
+from engine.pending import Pending, lesson, resend
 from engine.profile import (
     ANONYMOUS,
-    Pending,
     Profile,
     apply_event,
+    find_pending,
     mark_seen,
     merge,
+    record_contact,
     remember,
     seen_before,
     take_pending,
@@ -57,7 +60,7 @@ from engine.profile import (
 from models.policy import Policy
 from topics.catalogue import TopicNames
 from topics.deadletter import dead_letter_headers
-from topics.decisions import Decision
+from topics.decisions import Decision, decision_id
 from topics.events import Event, Rejection, parse_event
 
 REWARDS: dict[str, float] = {
@@ -220,14 +223,13 @@ class Core:
     ) -> Result:
         before = state.profile(key) or Profile(key)
         if before.applied(rec.topic, rec.partition, rec.offset):
-            sends = [
-                s
-                for item in before.pending
-                if item.event_id == ev.event_id
-                for s in _decision_sends(
-                    Decision.from_dict(item.record), self.names, orjson.dumps(item.record)
-                )
-            ]
+            did = decision_id(key, ev.source, ev.event_id, STEP)
+            item = find_pending(before, did)
+            sends: list[Send] = []
+            if item is not None:
+                classes = {a.action_id: a.action_class for a in self.cfg.actions}
+                again = resend(item, did, key, ev, classes)
+                sends = _decision_sends(again, self.names, again.encode())
             return Result("replayed", event=ev, sends=sends)
         if ev.source == "consent" and ev.type == "erasure_requested":
             # Forget the person: the table write is a tombstone, which compaction of the
@@ -252,18 +254,18 @@ class Core:
         result = Result("applied", event=ev)
         if ev.source == "outcome" and ev.type in REWARDS:
             profile, pending = take_pending(profile, str(ev.data["decision_id"]))
-            if pending is not None:
+            taught = lesson(pending) if pending is not None else None
+            if taught is not None:
                 result.reward = REWARDS[ev.type]
-                taken = pending.record
-                arm = f"{taken['action']}:{taken['channel']}"
-                self.policy.learn_one(taken["features"], arm, result.reward)
+                self.policy.learn_one(*taught, result.reward)
                 result.status = "learned"
         elif not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
             decision = decide(profile, ev, self.policy, self.cfg, now_ms=now_ms)
             encoded = decision.encode()
             if decision.acts:
-                pending_decision = Pending(decision.decision_id, ev.event_id, orjson.loads(encoded))
-                profile = remember(profile, pending_decision)
+                assert decision.channel is not None
+                profile = remember(profile, Pending.of(decision))
+                profile = record_contact(profile, decision.channel, ev.time_ms)
             result = replace(result, status="decided", decision=decision)
             result.sends = _decision_sends(decision, self.names, encoded)
         result.writes[key] = profile

@@ -1,0 +1,150 @@
+"""A decision awaiting its outcome, as the customer's profile keeps it.
+
+Two readers need it after the decision has gone out:
+
+1. The learner, when the outcome arrives: the arm chosen and the features it was scored
+   on (``lesson``).
+2. A replay after a crash (``engine.pipeline``, status "replayed"): the event was applied
+   but its decision may never have reached Kafka, so it is sent again (``resend``).
+
+The profile holds up to ``engine.profile.MAX_PENDING`` of these and must stay under
+2 KiB, so each keeps only what those readers need, stored as a list of its fields: about
+160 bytes where the decision record as published took about 1.6 KB. Left out, and why
+that is safe:
+
+- the decision id: derived from the customer and the triggering event
+  (``topics.decisions.decision_id``), so a replay recomputes it; a 48-bit hash of it
+  (``key``) is enough to match an outcome among the few pending decisions;
+- the event's id, source, type and time: the replayed event carries them;
+- the feature names: ``x`` lists the values in ``models.features.NAMES`` order, and
+  ``layout`` tells which NAMES that was;
+- the candidates and reasons (the explanation, most of the record): a re-sent decision
+  has the same id, customer, event, action, channel, class, score, exploration flag,
+  model version, features and decision time, which is what a channel service acts on
+  and dedupes by; its reasons say it was re-sent, and its candidates are empty. The
+  explanation is in the decision log's first copy whenever that copy was written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from models.features import LAYOUT, NAMES
+from topics.decisions import Decision
+from topics.events import Event
+
+RESENT = "re-sent after a restart: the candidates and reasons were not kept"
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Stored as a list of its fields in this order (``to_list``), without their names."""
+
+    key: str
+    """``short_hash`` of the decision id."""
+    arm: str
+    """``action:channel``."""
+    x: tuple[float, ...]
+    """The feature values scored, in the order of ``models.features.NAMES`` at ``layout``."""
+    score: float | None
+    explored: bool
+    model: str
+    at_ms: int
+    """When it was decided (the decision's ``decided_at_ms``)."""
+    layout: int = LAYOUT
+
+    @classmethod
+    def of(cls, d: Decision) -> Pending:
+        assert d.channel is not None, "only a decision that acts awaits an outcome"
+        return cls(
+            key=short_hash(d.decision_id),
+            arm=f"{d.action}:{d.channel}",
+            x=tuple(d.features[name] for name in NAMES),
+            score=d.score,
+            explored=d.explored,
+            model=d.model_version,
+            at_ms=d.decided_at_ms,
+        )
+
+    def to_list(self) -> list[Any]:
+        return [getattr(self, f.name) for f in fields(self)]
+
+    @classmethod
+    def load(cls, stored: list[Any] | dict[str, Any]) -> Pending:
+        """Read a pending decision as ``to_list`` wrote it, as a dict (orjson's own form of
+        the dataclass), or in the form written before this one: a dict with the decision's
+        id and its whole record."""
+        if isinstance(stored, list):
+            return cls(stored[0], stored[1], tuple(stored[2]), *stored[3:])
+        if "record" not in stored:
+            return cls(**{**stored, "x": tuple(stored["x"])})
+        record = stored["record"]
+        old = record.get("features", {})
+        fits = all(name in old for name in NAMES)
+        return cls(
+            key=short_hash(stored["decision_id"]),
+            arm=f"{record['action']}:{record['channel']}",
+            x=tuple(old[name] for name in NAMES) if fits else (),
+            score=record.get("score"),
+            explored=bool(record.get("explored")),
+            model=str(record.get("model_version", "")),
+            at_ms=int(record.get("decided_at_ms", 0)),
+        )
+
+
+def lesson(p: Pending) -> tuple[dict[str, float], str] | None:
+    """The features and arm to learn from, or None when they were stored under other
+    feature names (before a deploy that changed them)."""
+    if p.layout != LAYOUT or len(p.x) != len(NAMES):
+        return None
+    return dict(zip(NAMES, p.x, strict=True)), p.arm
+
+
+def resend(
+    p: Pending, decision_id: str, customer_id: str, ev: Event, classes: Mapping[str, str]
+) -> Decision:
+    """The decision as it is sent again when ``ev`` is replayed (see the module docstring);
+    ``classes`` maps action ids to their class."""
+    action, channel = p.arm.split(":", 1)
+    learned = lesson(p)
+    return Decision(
+        decision_id=decision_id,
+        customer_id=customer_id,
+        event_id=ev.event_id,
+        event_source=ev.source,
+        event_type=ev.type,
+        event_time_ms=ev.time_ms,
+        action=action,
+        channel=channel,
+        action_class=classes.get(action),
+        score=p.score,
+        explored=p.explored,
+        reasons=(RESENT,),
+        model_version=p.model,
+        features=learned[0] if learned else {},
+        decided_at_ms=p.at_ms,
+    )
+
+
+def short_hash(text: str) -> str:
+    """48 bits of blake2b in 8 URL-safe base64 characters: how a profile remembers ids
+    it only compares.
+
+    A false "duplicate" (``engine.profile.seen_before``) needs two of one customer's few
+    dozen recent ids to collide, about 1 in 10^11 per event; a wrong pending decision,
+    two of at most four. 8 characters keep the profile small.
+
+    >>> short_hash("web//e1"), short_hash_of_hex("84cddcc68d33")
+    ('hM3cxo0z', 'hM3cxo0z')
+    """
+    digest = hashlib.blake2b(text.encode(), digest_size=6).digest()
+    return base64.urlsafe_b64encode(digest).decode()
+
+
+def short_hash_of_hex(hexdigest: str) -> str:
+    """The same 48 bits as an earlier profile wrote them (12 hex characters)."""
+    return base64.urlsafe_b64encode(bytes.fromhex(hexdigest)).decode()
