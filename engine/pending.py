@@ -27,12 +27,11 @@ that is safe:
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from engine.dedup import short_hash
 from models.features import LAYOUT, NAMES
 from topics.decisions import Decision
 from topics.events import Event
@@ -128,23 +127,3 @@ def resend(
         features=learned[0] if learned else {},
         decided_at_ms=p.at_ms,
     )
-
-
-def short_hash(text: str) -> str:
-    """48 bits of blake2b in 8 URL-safe base64 characters: how a profile remembers ids
-    it only compares.
-
-    A false "duplicate" (``engine.profile.seen_before``) needs two of one customer's few
-    dozen recent ids to collide, about 1 in 10^11 per event; a wrong pending decision,
-    two of at most four. 8 characters keep the profile small.
-
-    >>> short_hash("web//e1"), short_hash_of_hex("84cddcc68d33")
-    ('hM3cxo0z', 'hM3cxo0z')
-    """
-    digest = hashlib.blake2b(text.encode(), digest_size=6).digest()
-    return base64.urlsafe_b64encode(digest).decode()
-
-
-def short_hash_of_hex(hexdigest: str) -> str:
-    """The same 48 bits as an earlier profile wrote them (12 hex characters)."""
-    return base64.urlsafe_b64encode(bytes.fromhex(hexdigest)).decode()

@@ -29,9 +29,10 @@ from typing import Any
 
 import orjson
 
-from engine import contacts, decay
+from engine import contacts, decay, dedup
 from engine.decay import Activity
-from engine.pending import Pending, short_hash, short_hash_of_hex
+from engine.dedup import short_hash
+from engine.pending import Pending
 from topics.events import Event
 
 MAX_CATEGORIES = decay.MAX_CATEGORIES
@@ -85,7 +86,8 @@ class Profile:
     decisions: int = 0
     conversions: int = 0
     seen: dict[str, int] = field(default_factory=dict)
-    """Recently applied events: short hash of (source, origin, event_id) -> event time, s."""
+    """Recently applied events: short hash of (source, origin, event_id) -> event time in
+    seconds, packed (``engine.dedup``)."""
 
     @property
     def anonymous(self) -> bool:
@@ -146,13 +148,15 @@ def _from_first_form(doc: dict[str, Any]) -> None:
     """The profile as written before the recent counters (through commit 0110739), in
     this form: ``categories`` held lifetime view counts, which become the category counters,
     decaying from the time the customer was last seen; open tickets were a list of ids
-    (priority ``normal``); ``seen`` hashes were hex (the same bits). Its pending
+    (priority ``normal``); ``seen`` held hex hashes (the same bits) and absolute times.
+    Its pending
     decisions held whole decision records; ``Pending.load`` reads those."""
     counts = doc.pop("categories")
     at_s = doc["last_seen_ms"] // 1000
     doc["recent"] = {"at_s": at_s, "categories": {k: float(n) for k, n in counts.items()}}
     doc["open_tickets"] = dict.fromkeys(doc["open_tickets"], "normal")
-    doc["seen"] = {short_hash_of_hex(h): t for h, t in doc["seen"].items()}
+    hashed = ((dedup.short_hash_of_hex(h), t) for h, t in doc["seen"].items())
+    doc["seen"] = dedup.packed(sorted(hashed, key=lambda kv: kv[1]))
 
 
 _WEB_TYPES = (
@@ -260,13 +264,15 @@ def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_i
     """Remember ``dedup_key``; forget ids older than the window, and the oldest beyond
     ``max_ids`` (a duplicate arriving after that is applied again: the price of bounded
     state per customer)."""
-    now_s = max(time_ms, p.last_seen_ms) // 1000
-    horizon = now_s - window_ms // 1000
-    kept = {h: t for h, t in p.seen.items() if t >= horizon}
-    kept[short_hash(dedup_key)] = time_ms // 1000
-    if len(kept) > max_ids:
-        kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-max_ids:])
-    return replace(p, seen=kept)
+    seen = dedup.remember(
+        p.seen,
+        dedup_key,
+        time_ms // 1000,
+        now_s=max(time_ms, p.last_seen_ms) // 1000,
+        window_s=window_ms // 1000,
+        max_ids=max_ids,
+    )
+    return replace(p, seen=seen)
 
 
 def merge(into: Profile, anon: Profile) -> Profile:
@@ -283,7 +289,7 @@ def merge(into: Profile, anon: Profile) -> Profile:
         cart=dict(list({**anon.cart, **into.cart}.items())[:MAX_CART_ITEMS]),
         first_seen_ms=min(first) if first else 0,
         last_seen_ms=max(into.last_seen_ms, anon.last_seen_ms),
-        seen={**anon.seen, **into.seen},
+        seen=dedup.union(anon.seen, into.seen),
     )
 
 
@@ -303,41 +309,6 @@ def take_pending(p: Profile, decision_id: str) -> tuple[Profile, Pending | None]
     if item is None:
         return p, None
     return replace(p, pending=tuple(x for x in p.pending if x is not item)), item
-
-
-VIEW_FIELDS: frozenset[str] = frozenset(
-    {
-        "customer_id",
-        "first_seen_ms",
-        "last_seen_ms",
-        "web_events",
-        "orders",
-        "total_spend",
-        "lifetime_value",
-        "last_order_ms",
-        "cart",
-        "cart_value",
-        "visits_7d",
-        "category_views_7d",
-        "orders_30d",
-        "spend_30d",
-        "timezone",
-        "country",
-        "tier",
-        "open_tickets",
-        "ticket_priorities",
-        "top_ticket_priority",
-        "csat",
-        "csat_ms",
-        "nps",
-        "nps_ms",
-        "opted_out",
-        "contacts_24h",
-        "contacts_7d",
-        "last_contact_ms",
-    }
-)
-"""The names ``view`` returns: what ``profile.<name>`` may read in a journey condition."""
 
 
 def view(p: Profile, now_ms: int) -> dict[str, Any]:
@@ -396,3 +367,7 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
 
 def _priority_rank(priority: str) -> int:
     return PRIORITIES.index(priority) if priority in PRIORITIES else 1
+
+
+VIEW_FIELDS: frozenset[str] = frozenset(view(Profile(ANONYMOUS), now_ms=0))
+"""The names ``view`` returns: what ``profile.<name>`` may read in a journey condition."""

@@ -8,7 +8,8 @@ import orjson
 
 from engine.actions import DEFAULT_ACTIONS
 from engine.decide import DecideConfig, decide
-from engine.pending import RESENT, Pending, lesson, resend, short_hash
+from engine.dedup import short_hash
+from engine.pending import RESENT, Pending, lesson, resend
 from engine.profile import Profile
 from models.features import NAMES
 from models.policy import LogisticHeads

@@ -8,8 +8,9 @@ import orjson
 import pytest
 
 from engine.decay import DAY_S, Activity
+from engine.dedup import short_hash
 from engine.expr import compile_expr
-from engine.pending import Pending, short_hash
+from engine.pending import Pending
 from engine.profile import (
     MAX_OPEN_TICKETS,
     MAX_PENDING,

