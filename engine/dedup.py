@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
-from itertools import accumulate, pairwise
+from itertools import accumulate
+from operator import sub
 
 Seen = Mapping[str, int]
 
@@ -50,9 +52,17 @@ def remember(
 ) -> dict[str, int]:
     """``seen`` with ``key`` applied at ``time_s``, less the ids older than ``now_s -
     window_s`` and, beyond ``max_ids``, the oldest."""
-    kept = {h: t for h, t in times(seen).items() if t >= now_s - window_s}
-    kept[short_hash(key)] = time_s
-    return packed(sorted(kept.items(), key=lambda kv: kv[1])[-max_ids:])
+    new = short_hash(key)
+    stamps = list(accumulate(seen.values()))  # sorted: the memory is kept oldest first
+    start = bisect_left(stamps, now_s - window_s)
+    hashes, stamps = list(seen)[start:], stamps[start:]
+    if new in hashes:  # applied again: it moves to its new time
+        i = hashes.index(new)
+        del hashes[i], stamps[i]
+    at = bisect_right(stamps, time_s)
+    hashes.insert(at, new)
+    stamps.insert(at, time_s)
+    return _packed(hashes[-max_ids:], stamps[-max_ids:])
 
 
 def union(a: Seen, b: Seen) -> dict[str, int]:
@@ -67,7 +77,9 @@ def times(seen: Seen) -> dict[str, int]:
 
 def packed(ordered: list[tuple[str, int]]) -> dict[str, int]:
     """Hash -> time, oldest first, as the first time and the gaps."""
-    if not ordered:
-        return {}
-    gaps = (b - a for (_, a), (_, b) in pairwise(ordered))
-    return dict(zip((h for h, _ in ordered), (ordered[0][1], *gaps), strict=True))
+    return _packed([h for h, _ in ordered], [t for _, t in ordered])
+
+
+def _packed(hashes: list[str], stamps: list[int]) -> dict[str, int]:
+    gaps = map(sub, stamps[1:], stamps)
+    return dict(zip(hashes, [*stamps[:1], *gaps], strict=True))

@@ -115,8 +115,8 @@ def _stored(obj: Any) -> Any:
     if isinstance(obj, Pending):
         return obj.to_list()
     if isinstance(obj, Profile | Activity):
-        values = ((name, getattr(obj, name), default) for name, default in _DEFAULTS[type(obj)])
-        return {name: v for name, v, default in values if v != default}
+        defaults = _DEFAULTS[type(obj)]
+        return {name: v for name, default in defaults if (v := getattr(obj, name)) != default}
     raise TypeError(f"{type(obj).__name__} is not part of a profile")
 
 
