@@ -29,7 +29,8 @@ from engine.decide import DecideConfig
 from engine.journey_runtime import Entered, Exited
 from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
-from engine.orchestrate import TIMER_SOURCE, catalogue_version
+from engine.orchestrate import catalogue_version
+from engine.pending import TIMER_SOURCE
 from engine.pipeline import Core, Limits, Record, Result, expected_partition, reject
 from engine.profile import Profile
 from engine.settings import Settings

@@ -33,7 +33,7 @@ from engine.actions import TRIGGERS
 from engine.admin import create_topics
 from engine.control import publish
 from engine.journey_checks import DURATION_UNITS_MS
-from engine.orchestrate import TIMER_SOURCE
+from engine.pending import TIMER_SOURCE
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
 from models.simulator import Population

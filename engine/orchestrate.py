@@ -18,13 +18,11 @@ from typing import Any
 
 from engine import journey_runtime as runtime
 from engine.journeys import Catalogue, Journey, stage_of
+from engine.pending import TIMER_SOURCE, TIMER_TYPE
 from engine.profile import Profile
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
 
-TIMER_SOURCE = "timer"
-"""``event_source`` of a decision a timer took: no event triggered it."""
-TIMER_TYPE = "journey.wake"
 JOURNEY_MODEL = "journey"
 """``model_version`` of journey decisions: a catalogue step chose them, not the model."""
 
@@ -35,7 +33,12 @@ class Outcome:
 
     profile: Profile
     decisions: list[Decision]
+    """One per act of ``commands``, in order."""
     commands: list[runtime.Command]
+
+    @property
+    def acts(self) -> list[runtime.Act]:
+        return [c for c in self.commands if isinstance(c, runtime.Act)]
 
     @property
     def acted(self) -> bool:

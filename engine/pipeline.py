@@ -24,7 +24,8 @@ its own wake time; a nudge that finds nothing due changes nothing.
 
 ``_apply``:
   1. A source offset the profile already holds was applied before a crash: nothing is
-     applied twice, and the decision it produced is sent again under the same id.
+     applied twice, and the decision it produced is sent again under the same id
+     (without its candidates and reasons: ``engine.pending`` says what is kept).
   2. An event whose (source, id) the profile saw within the dedup window is a duplicate:
      counted, not applied, not dead-lettered.
   3. Apply the event; an outcome that closes a decision teaches the policy from the
@@ -33,7 +34,8 @@ its own wake time; a nudge that finds nothing due changes nothing.
      each act becomes a decision on its channel topic and the log.
   5. A decision point is decided by next-best-action, logged and, if it acts, sent to
      its channel topic; a marketing offer is held back when a journey acted on the
-     same event (one message per moment).
+     same event (one message per moment). Every decision that acts is remembered
+     (engine/pending.py) and recorded as a contact on its channel.
   6. If the customer's next journey timer moved, the result says so: the shell keeps
      the timers table and its due-time index (engine/timers.py).
 
@@ -53,16 +55,19 @@ from aiokafka.partitioner import murmur2
 
 from engine import orchestrate
 from engine.actions import TRIGGERS
-from engine.decide import DecideConfig, decide
+from engine.decide import STEP, DecideConfig, decide
+from engine.dedup import short_hash
 from engine.journey_runtime import Command, next_wake
 from engine.journeys import Catalogue
+from engine.pending import Pending, lesson, resend, resend_act
 from engine.profile import (
     ANONYMOUS,
-    Pending,
     Profile,
     apply_event,
+    find_pending,
     mark_seen,
     merge,
+    record_contact,
     remember,
     seen_before,
     take_pending,
@@ -70,7 +75,7 @@ from engine.profile import (
 from models.policy import Policy
 from topics.catalogue import TopicNames
 from topics.deadletter import dead_letter_headers
-from topics.decisions import NO_ACTION, Decision
+from topics.decisions import NO_ACTION, Decision, decision_id
 from topics.events import Event, Rejection, parse_event
 
 REWARDS: dict[str, float] = {
@@ -238,7 +243,7 @@ class Core:
             return Result("stale")  # erased since the timer was set
         tick_id = f"tick:{rec.partition}:{rec.offset}"
         if before.applied(rec.topic, rec.partition, rec.offset):
-            return Result("replayed", sends=self._resend(before, tick_id))
+            return Result("replayed", sends=self._resend(before, key, tick_id, None, state))
         done = orchestrate.on_tick(state.catalogue, before, now_ms=due_ms, decided_at_ms=now_ms)
         if not done.commands and done.profile is before:
             return Result("stale")
@@ -246,7 +251,7 @@ class Core:
             done.profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
         )
         result = Result("timer", commands=done.commands)
-        profile = self._journey_sends(result, profile, done.decisions, tick_id)
+        profile = self._journey_sends(result, replace(done, profile=profile), tick_id)
         result.writes[key] = profile
         self._note_timer(result, key, before, profile)
         return result
@@ -273,7 +278,8 @@ class Core:
         stored = state.profile(key)
         before = stored or Profile(key)
         if before.applied(rec.topic, rec.partition, rec.offset):
-            return Result("replayed", event=ev, sends=self._resend(before, ev.event_id))
+            sends = self._resend(before, key, ev.event_id, ev, state)
+            return Result("replayed", event=ev, sends=sends)
         if ev.source == "consent" and ev.type == "erasure_requested":
             # Forget the person: the table write is a tombstone, which compaction of the
             # changelog removes for good. Later events start a new, empty profile.
@@ -300,20 +306,17 @@ class Core:
         result = Result("applied", event=ev)
         if ev.source == "outcome" and ev.type in REWARDS:
             profile, pending = take_pending(profile, str(ev.data["decision_id"]))
-            if pending is not None:
+            taught = lesson(pending) if pending is not None else None
+            if taught is not None:
                 result.reward = REWARDS[ev.type]
-                taken = pending.record
-                # Journey decisions were not scored by the model: nothing to learn from.
-                if taken.get("features"):
-                    arm = f"{taken['action']}:{taken['channel']}"
-                    self.policy.learn_one(taken["features"], arm, result.reward)
-                    result.status = "learned"
+                self.policy.learn_one(*taught, result.reward)
+                result.status = "learned"
         journeys_acted = False
         if not profile.anonymous:
             # Journeys first: their exits see this event before anything acts on it.
             done = orchestrate.on_event(state.catalogue, profile, ev, decided_at_ms=now_ms)
             result.commands = done.commands
-            profile = self._journey_sends(result, done.profile, done.decisions, ev.event_id)
+            profile = self._journey_sends(result, done, ev.event_id)
             journeys_acted = done.acted
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
             cat = state.catalogue
@@ -331,39 +334,57 @@ class Core:
                 decision = _held_back(decision, "a journey acted on this event")
             encoded = decision.encode()
             if decision.acts:
-                pending_decision = Pending(decision.decision_id, ev.event_id, orjson.loads(encoded))
-                profile = remember(profile, pending_decision)
+                assert decision.channel is not None
+                profile = remember(profile, Pending.of(decision))
+                profile = record_contact(profile, decision.channel, ev.time_ms)
             result.status, result.decision = "decided", decision
             result.sends += _decision_sends(decision, self.names, encoded)
         result.writes[key] = profile
         self._note_timer(result, key, before, profile)
         return result
 
-    def _journey_sends(
-        self, result: Result, profile: Profile, decisions: list[Decision], trigger_id: str
-    ) -> Profile:
-        """Queue the sends of journey decisions; remember the acting ones so a replay of
-        ``trigger_id`` sends them again."""
-        for decision in decisions:
+    def _journey_sends(self, result: Result, done: orchestrate.Outcome, trigger_id: str) -> Profile:
+        """Queue the sends of journey decisions; remember the acting ones (so a replay of
+        ``trigger_id`` sends them again) and record them as contacts."""
+        profile = done.profile
+        for act, decision in zip(done.acts, done.decisions, strict=True):
             encoded = decision.encode()
-            if decision.acts:
-                pending = Pending(decision.decision_id, trigger_id, orjson.loads(encoded))
-                profile = remember(profile, pending)
+            if decision.channel is not None:
+                profile = remember(profile, Pending.of_act(decision, act.act_id, trigger_id))
+                profile = record_contact(profile, decision.channel, act.at_ms)
             result.sends += _decision_sends(decision, self.names, encoded)
-        result.journey_decisions = decisions
+        result.journey_decisions = done.decisions
         return profile
 
-    def _resend(self, profile: Profile, trigger_id: str) -> list[Send]:
-        """The decisions ``trigger_id`` produced, again: it was applied before a crash
-        that may have lost its sends. Same ids, so channel services drop duplicates."""
-        return [
-            s
-            for item in profile.pending
-            if item.event_id == trigger_id
-            for s in _decision_sends(
-                Decision.from_dict(item.record), self.names, orjson.dumps(item.record)
-            )
+    def _resend(
+        self, p: Profile, key: str, trigger_id: str, ev: Event | None, state: State
+    ) -> list[Send]:
+        """The decisions ``trigger_id`` (an event, or a timer nudge when ``ev`` is None)
+        produced, again: it was applied before a crash that may have lost its sends.
+        Same ids, so channel services drop duplicates (engine/pending.py)."""
+        again: list[Decision] = []
+        if ev is not None:
+            did = decision_id(key, ev.source, ev.event_id, STEP)
+            item = find_pending(p, did)
+            if item is not None and not item.act:
+                classes = {a.action_id: a.action_class for a in self.cfg.actions}
+                again.append(resend(item, did, key, ev, classes))
+        trigger = short_hash(trigger_id)
+        journeys = {j.id: j.journey_class for j in state.catalogue.journeys}
+        event = (ev.event_id, ev.source, ev.type) if ev is not None else None
+        again += [
+            resend_act(item, key, event, journeys)
+            for item in p.pending
+            if item.act and item.trigger == trigger
         ]
+        # As recorded the first time, unless a new catalogue came in the crash window.
+        cat = state.catalogue
+        version, stage = (
+            orchestrate.catalogue_version(cat),
+            orchestrate.stage(cat, p, p.last_seen_ms),
+        )
+        again = [replace(d, catalogue_version=version, stage=stage) for d in again]
+        return [s for d in again for s in _decision_sends(d, self.names, d.encode())]
 
     @staticmethod
     def _note_timer(result: Result, key: str, before: Profile, after: Profile) -> None:

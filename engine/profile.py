@@ -1,38 +1,56 @@
 """The live picture of one customer, and how each event changes it.
 
 ``apply_event`` is a pure function: the old profile and an event in, the new profile
-out. The worker keeps one profile per customer in a changelog-backed table.
+out. The worker keeps one profile per customer in a changelog-backed table, encoded with
+orjson; ``Profile.decode`` also reads every earlier form of the record (see
+``_upgrade``). ``view`` is the read-only picture journey conditions see.
+
+What comes from where:
+
+- attributes (``timezone``, ``country``, ``tier``): a ``web.login`` or ``web.signup``
+  that carries them (contract version 2); the last one applied wins. A subscription's
+  ``plan`` does not set the tier: a plan names what is delivered ("coffee-monthly"), a
+  tier names the customer's standing, and ``subscription_cancelled`` could not tell
+  which tier to fall back to.
+- recent behaviour (``recent``, see ``engine.decay``): page and product views, product
+  views and cart additions by category, orders and spend, decayed over time.
+- support: open tickets with their priority (``normal`` when the event names none), and
+  the last CSAT and NPS score with their event time (a late, older score does not
+  replace a newer one).
+- consent: ``opted_out`` channels; an unsubscribed or complained outcome or an opt-out
+  adds one, an opt-in removes it.
+- contact history: when each channel last reached the customer (``record_contact``).
 """
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import Any
 
 import orjson
 
-from engine.journey_memory import JourneyMemory, memory_from_doc
+from engine import contacts, decay, dedup
+from engine.decay import Activity
+from engine.dedup import short_hash
+from engine.journey_memory import (
+    JourneyMemory,
+    Membership,
+    membership_to_list,
+    memory_from_doc,
+)
+from engine.pending import Pending
 from topics.events import Event
 
-MAX_CATEGORIES = 16
-"""Category view counters kept per customer; the least viewed is dropped beyond this."""
+MAX_CATEGORIES = decay.MAX_CATEGORIES
 MAX_CART_ITEMS = 50
 MAX_OPEN_TICKETS = 20
 MAX_PENDING = 4
 """Recent decisions remembered for learning and for re-emission after a crash."""
 ANONYMOUS = "anon:"
 """Key prefix of a profile known only by an anonymous id (before login or signup)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Pending:
-    """A decision awaiting its outcome. ``record`` is the decision as published: it holds
-    the features it was scored on (for learning) and is re-sent if a crash lost it."""
-
-    decision_id: str
-    event_id: str
-    record: dict[str, Any]
+PRIORITIES = ("low", "normal", "high", "urgent")
+"""Ticket priorities, lowest first (the ``support.ticket_opened`` contract's choices)."""
+DAY_S = 86_400
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,19 +59,41 @@ class Profile:
     first_seen_ms: int = 0
     last_seen_ms: int = 0
     counts: dict[str, int] = field(default_factory=dict)
+    """Events applied, by ``source.type``, over the customer's whole history."""
     mobile_events: int = 0
-    categories: dict[str, int] = field(default_factory=dict)
     cart: dict[str, float] = field(default_factory=dict)
-    open_tickets: tuple[str, ...] = ()
+    """Product id -> price, as added."""
     orders: int = 0
     total_spend: float = 0.0
+    """Lifetime value: order amounts less cancellations and refunds."""
+    last_order_ms: int = 0
+    """Event time of the latest order; 0 before the first."""
+    recent: Activity = field(default_factory=Activity)
+    """Decayed visits, category views, orders and spend (``engine.decay``)."""
+    timezone: str | None = None
+    """IANA time zone name, from the latest login or signup that gave one."""
+    country: str | None = None
+    """ISO 3166-1 alpha-2 code, likewise."""
+    tier: str | None = None
+    """The shop's name for the customer's tier, likewise."""
+    open_tickets: dict[str, str] = field(default_factory=dict)
+    """Open ticket id -> priority, oldest first."""
+    csat: int | None = None
+    """The latest CSAT score (1-5), and below its event time (0 while there is none)."""
+    csat_ms: int = 0
+    nps: int | None = None
+    """The latest NPS score (0-10), and below its event time."""
+    nps_ms: int = 0
     opted_out: tuple[str, ...] = ()
+    contacts: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Channel -> recent contact times, packed (``engine.contacts``)."""
     offsets: dict[str, int] = field(default_factory=dict)
     pending: tuple[Pending, ...] = ()
     decisions: int = 0
     conversions: int = 0
     seen: dict[str, int] = field(default_factory=dict)
-    """Recently applied events: short hash of (source, origin, event_id) -> event time, s."""
+    """Recently applied events: short hash of (source, origin, event_id) -> event time in
+    seconds, packed (``engine.dedup``)."""
     journeys: JourneyMemory = field(default_factory=JourneyMemory)
     """Where the customer is in each journey, with the timers that are due."""
 
@@ -70,16 +110,66 @@ class Profile:
         return self.offsets.get(f"{topic}/{partition}", -1) >= offset
 
     def encode(self) -> bytes:
-        return orjson.dumps(self)
+        """JSON without the fields at their default (``decode`` fills them in), pending
+        decisions as lists: about a quarter fewer bytes than orjson's own form."""
+        return orjson.dumps(self, default=_stored, option=orjson.OPT_PASSTHROUGH_DATACLASS)
 
     @classmethod
     def decode(cls, raw: bytes) -> Profile:
-        doc = orjson.loads(raw)
-        doc["open_tickets"] = tuple(doc["open_tickets"])
-        doc["opted_out"] = tuple(doc["opted_out"])
-        doc["pending"] = tuple(Pending(**p) for p in doc["pending"])
-        doc["journeys"] = memory_from_doc(doc.get("journeys"))
-        return cls(**doc)
+        return cls(**_upgrade(orjson.loads(raw)))
+
+
+def _stored(obj: Any) -> Any:
+    if isinstance(obj, Pending):
+        return obj.to_list()
+    if isinstance(obj, Membership):
+        return membership_to_list(obj)
+    if isinstance(obj, JourneyMemory):
+        return {name: getattr(obj, name) for name in obj.__slots__}
+    if isinstance(obj, Profile | Activity):
+        defaults = _DEFAULTS[type(obj)]
+        return {name: v for name, default in defaults if (v := getattr(obj, name)) != default}
+    raise TypeError(f"{type(obj).__name__} is not part of a profile")
+
+
+def _field_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
+    """Each field and its default; a field without one (``customer_id``) is always kept."""
+    return tuple(
+        (f.name, f.default_factory() if f.default_factory is not MISSING else f.default)
+        for f in fields(cls)
+    )
+
+
+_DEFAULTS = {cls: _field_defaults(cls) for cls in (Profile, Activity)}
+
+
+def _upgrade(doc: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments from a stored profile, of this form or the first one. A field
+    that is absent (at its default, or added since) takes its default."""
+    if "categories" in doc:
+        _from_first_form(doc)
+    doc["opted_out"] = tuple(doc.get("opted_out", ()))
+    doc["pending"] = tuple(Pending.load(item) for item in doc.get("pending", ()))
+    doc["recent"] = Activity(**doc["recent"]) if "recent" in doc else Activity()
+    doc["journeys"] = memory_from_doc(doc.get("journeys"))
+    if "contacts" in doc:
+        doc["contacts"] = {ch: tuple(times) for ch, times in doc["contacts"].items()}
+    return doc
+
+
+def _from_first_form(doc: dict[str, Any]) -> None:
+    """The profile as written before the recent counters (through commit 0110739), in
+    this form: ``categories`` held lifetime view counts, which become the category counters,
+    decaying from the time the customer was last seen; open tickets were a list of ids
+    (priority ``normal``); ``seen`` held hex hashes (the same bits) and absolute times.
+    Its pending
+    decisions held whole decision records; ``Pending.load`` reads those."""
+    counts = doc.pop("categories")
+    at_s = doc["last_seen_ms"] // 1000
+    doc["recent"] = {"at_s": at_s, "categories": {k: float(n) for k, n in counts.items()}}
+    doc["open_tickets"] = dict.fromkeys(doc["open_tickets"], "normal")
+    hashed = ((dedup.short_hash_of_hex(h), t) for h, t in doc["seen"].items())
+    doc["seen"] = dedup.packed(sorted(hashed, key=lambda kv: kv[1]))
 
 
 _WEB_TYPES = (
@@ -92,6 +182,7 @@ _WEB_TYPES = (
     "login",
     "signup",
 )
+_ATTRIBUTES = ("timezone", "country", "tier")
 
 
 def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: int) -> Profile:
@@ -107,27 +198,38 @@ def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: in
         "offsets": {**p.offsets, f"{topic}/{partition}": offset},
     }
     data = ev.data
+    time_s = ev.time_ms // 1000
     if ev.source == "web":
         if data.get("device") == "mobile":
             changes["mobile_events"] = p.mobile_events + 1
-        if ev.type in ("product_view", "add_to_cart") and data.get("category"):
-            changes["categories"] = _bump(p.categories, str(data["category"]))
+        category = str(data["category"]) if data.get("category") else None
+        if ev.type == "page_view":
+            changes["recent"] = decay.record(p.recent, time_s, visits=1.0)
+        elif ev.type == "product_view":
+            changes["recent"] = decay.record(p.recent, time_s, visits=1.0, category=category)
+        elif ev.type == "add_to_cart":
+            changes["recent"] = decay.record(p.recent, time_s, category=category)
         if ev.type == "add_to_cart" and len(p.cart) < MAX_CART_ITEMS:
             changes["cart"] = {**p.cart, str(data["product_id"]): float(data["price"])}
         elif ev.type == "remove_from_cart":
             changes["cart"] = {k: v for k, v in p.cart.items() if k != data["product_id"]}
+        elif ev.type in ("login", "signup"):
+            changes.update({k: str(data[k]) for k in _ATTRIBUTES if data.get(k) is not None})
     elif ev.source == "support":
-        ticket = data.get("ticket_id")
-        if ev.type == "ticket_opened" and ticket not in p.open_tickets:
-            changes["open_tickets"] = (*p.open_tickets, str(ticket))[-MAX_OPEN_TICKETS:]
-        elif ev.type == "ticket_resolved":
-            changes["open_tickets"] = tuple(t for t in p.open_tickets if t != ticket)
+        changes.update(_support(p, ev))
     elif ev.source == "purchase":
         amount = float(data.get("amount", 0.0))
         if ev.type == "order_placed":
-            changes.update(orders=p.orders + 1, total_spend=p.total_spend + amount, cart={})
+            changes.update(
+                orders=p.orders + 1,
+                total_spend=p.total_spend + amount,
+                cart={},
+                last_order_ms=max(p.last_order_ms, ev.time_ms),
+                recent=decay.record(p.recent, time_s, orders=1.0, spend=amount),
+            )
         elif ev.type in ("order_cancelled", "refund_issued"):
             changes["total_spend"] = max(0.0, p.total_spend - amount)
+            changes["recent"] = decay.record(p.recent, time_s, spend=-amount)
     elif ev.source == "consent":
         channel = data.get("channel")
         if ev.type == "opt_out" and channel not in p.opted_out:
@@ -144,21 +246,46 @@ def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: in
     return replace(p, **changes)
 
 
+def _support(p: Profile, ev: Event) -> dict[str, Any]:
+    data = ev.data
+    ticket = str(data.get("ticket_id"))
+    if ev.type == "ticket_opened":
+        priority = data.get("priority") or p.open_tickets.get(ticket, "normal")
+        opened = {**p.open_tickets, ticket: str(priority)}
+        return {"open_tickets": dict(list(opened.items())[-MAX_OPEN_TICKETS:])}
+    if ev.type == "ticket_resolved":
+        return {"open_tickets": {t: v for t, v in p.open_tickets.items() if t != ticket}}
+    if ev.type == "csat_submitted" and ev.time_ms >= p.csat_ms:
+        return {"csat": int(data["score"]), "csat_ms": ev.time_ms}
+    if ev.type == "nps_submitted" and ev.time_ms >= p.nps_ms:
+        return {"nps": int(data["score"]), "nps_ms": ev.time_ms}
+    return {}
+
+
+def record_contact(p: Profile, channel: str, time_ms: int) -> Profile:
+    """Remember that ``channel`` reached the customer at ``time_ms`` (the triggering
+    event's time). Keeps ``engine.contacts.WINDOW_S`` and at most MAX_CONTACTS per
+    channel, which is what a frequency cap needs."""
+    return replace(p, contacts=contacts.add(p.contacts, channel, time_ms // 1000))
+
+
 def seen_before(p: Profile, dedup_key: str) -> bool:
-    return _short_hash(dedup_key) in p.seen
+    return short_hash(dedup_key) in p.seen
 
 
 def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int) -> Profile:
     """Remember ``dedup_key``; forget ids older than the window, and the oldest beyond
     ``max_ids`` (a duplicate arriving after that is applied again: the price of bounded
     state per customer)."""
-    now_s = max(time_ms, p.last_seen_ms) // 1000
-    horizon = now_s - window_ms // 1000
-    kept = {h: t for h, t in p.seen.items() if t >= horizon}
-    kept[_short_hash(dedup_key)] = time_ms // 1000
-    if len(kept) > max_ids:
-        kept = dict(sorted(kept.items(), key=lambda kv: kv[1])[-max_ids:])
-    return replace(p, seen=kept)
+    seen = dedup.remember(
+        p.seen,
+        dedup_key,
+        time_ms // 1000,
+        now_s=max(time_ms, p.last_seen_ms) // 1000,
+        window_s=window_ms // 1000,
+        max_ids=max_ids,
+    )
+    return replace(p, seen=seen)
 
 
 def merge(into: Profile, anon: Profile) -> Profile:
@@ -166,27 +293,17 @@ def merge(into: Profile, anon: Profile) -> Profile:
     counts = dict(into.counts)
     for k, n in anon.counts.items():
         counts[k] = counts.get(k, 0) + n
-    categories = dict(into.categories)
-    for k, n in anon.categories.items():
-        categories[k] = categories.get(k, 0) + n
-    categories = dict(sorted(categories.items(), key=lambda kv: -kv[1])[:MAX_CATEGORIES])
     first = [t for t in (into.first_seen_ms, anon.first_seen_ms) if t]
     return replace(
         into,
         counts=counts,
-        categories=categories,
+        recent=decay.combine(into.recent, anon.recent),
         mobile_events=into.mobile_events + anon.mobile_events,
         cart=dict(list({**anon.cart, **into.cart}.items())[:MAX_CART_ITEMS]),
         first_seen_ms=min(first) if first else 0,
         last_seen_ms=max(into.last_seen_ms, anon.last_seen_ms),
-        seen={**anon.seen, **into.seen},
+        seen=dedup.union(anon.seen, into.seen),
     )
-
-
-def _short_hash(text: str) -> str:
-    # 48 bits: a false "duplicate" needs two of one customer's few dozen recent ids to
-    # collide, about 1 in 10^11 per event; 12 characters keep the profile small.
-    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 def remember(p: Profile, pending: Pending) -> Profile:
@@ -194,17 +311,76 @@ def remember(p: Profile, pending: Pending) -> Profile:
     return replace(p, pending=(*p.pending, pending)[-MAX_PENDING:], decisions=p.decisions + 1)
 
 
+def find_pending(p: Profile, decision_id: str) -> Pending | None:
+    key = short_hash(decision_id)
+    return next((item for item in p.pending if item.key == key), None)
+
+
 def take_pending(p: Profile, decision_id: str) -> tuple[Profile, Pending | None]:
     """Remove and return the pending decision an outcome refers to, if still held."""
-    for item in p.pending:
-        if item.decision_id == decision_id:
-            rest = tuple(x for x in p.pending if x.decision_id != decision_id)
-            return replace(p, pending=rest), item
-    return p, None
+    item = find_pending(p, decision_id)
+    if item is None:
+        return p, None
+    return replace(p, pending=tuple(x for x in p.pending if x is not item)), item
 
 
-def _bump(counter: dict[str, int], key: str) -> dict[str, int]:
-    out = {**counter, key: counter.get(key, 0) + 1}
-    if len(out) > MAX_CATEGORIES:
-        del out[min(out, key=out.__getitem__)]
-    return out
+def view(p: Profile, now_ms: int) -> dict[str, Any]:
+    """The profile as journey conditions read it: plain JSON values, read at ``now_ms``.
+
+    Times are epoch milliseconds, None when the thing never happened. ``*_7d`` and
+    ``*_30d`` are decayed counts (``engine.decay``) with that half-life: an event counts
+    1 now, 1/2 one half-life later, 1/4 two later. ``visits_7d`` counts page and product
+    views; ``category_views_7d`` maps a category to its product views and cart
+    additions. ``lifetime_value`` equals ``total_spend`` (order amounts less
+    cancellations and refunds). ``open_tickets`` lists ids, oldest first;
+    ``ticket_priorities`` maps each to low/normal/high/urgent, and
+    ``top_ticket_priority`` is the highest (None with no ticket open).
+    ``contacts_24h`` and ``contacts_7d`` count contacts per channel in that window
+    before ``now_ms``; ``last_contact_ms`` is the latest per channel.
+
+    >>> v = view(Profile("c1", orders=2, cart={"p1": 5.0}), now_ms=0)
+    >>> v["orders"], v["cart_value"], v["last_order_ms"], set(v) == VIEW_FIELDS
+    (2, 5.0, None, True)
+    """
+    now_s = now_ms // 1000
+    recent = decay.at(p.recent, now_s)
+    top = max(p.open_tickets.values(), key=_priority_rank, default=None)
+    reached = sorted(p.contacts.items())
+    return {
+        "customer_id": p.customer_id,
+        "first_seen_ms": p.first_seen_ms or None,
+        "last_seen_ms": p.last_seen_ms or None,
+        "web_events": p.web_events,
+        "orders": p.orders,
+        "total_spend": p.total_spend,
+        "lifetime_value": p.total_spend,
+        "last_order_ms": p.last_order_ms or None,
+        "cart": dict(p.cart),
+        "cart_value": round(sum(p.cart.values()), 2),
+        "visits_7d": round(recent.visits, 3),
+        "category_views_7d": {k: round(v, 3) for k, v in recent.categories.items()},
+        "orders_30d": round(recent.orders, 3),
+        "spend_30d": round(recent.spend, 2),
+        "timezone": p.timezone,
+        "country": p.country,
+        "tier": p.tier,
+        "open_tickets": list(p.open_tickets),
+        "ticket_priorities": dict(p.open_tickets),
+        "top_ticket_priority": top,
+        "csat": p.csat,
+        "csat_ms": p.csat_ms or None,
+        "nps": p.nps,
+        "nps_ms": p.nps_ms or None,
+        "opted_out": list(p.opted_out),
+        "contacts_24h": {ch: contacts.since(t, now_s - DAY_S) for ch, t in reached},
+        "contacts_7d": {ch: contacts.since(t, now_s - 7 * DAY_S) for ch, t in reached},
+        "last_contact_ms": {ch: contacts.latest(t) * 1000 for ch, t in reached},
+    }
+
+
+def _priority_rank(priority: str) -> int:
+    return PRIORITIES.index(priority) if priority in PRIORITIES else 1
+
+
+VIEW_FIELDS: frozenset[str] = frozenset(view(Profile(ANONYMOUS), now_ms=0))
+"""The names ``view`` returns: what ``profile.<name>`` may read in a journey condition."""

@@ -7,7 +7,14 @@ knows the true probability of a conversion for every candidate, the expected
 conversion of the oracle policy and of a random policy can be computed exactly for
 the very decisions the engine made.
 
-Everything is driven by one seeded generator and explicit times: no wall clock.
+Customers also have attributes the shop knows and sends with each login: a country
+with its time zone, and a tier. The tier loosely tracks the hidden segment (loyal
+customers more often reach gold, deal seekers stay bronze), as a loyalty tier does, so
+it tells the engine something, but far from everything. A known customer's first
+activity is a login; after a resolved ticket some answer a CSAT survey, and now and then
+a customer answers an NPS survey. Neither score changes how they respond to actions.
+
+Everything is driven by seeded generators and explicit times: no wall clock.
 """
 
 from __future__ import annotations
@@ -18,6 +25,25 @@ from typing import Any
 
 SEGMENTS = ("deal_seeker", "browser", "loyal")
 CATEGORIES = ("shoes", "outdoor", "kitchen", "books", "toys", "beauty")
+PLACES = (
+    ("DE", "Europe/Berlin"),
+    ("GB", "Europe/London"),
+    ("FR", "Europe/Paris"),
+    ("US", "America/New_York"),
+    ("US", "America/Los_Angeles"),
+    ("BR", "America/Sao_Paulo"),
+    ("IN", "Asia/Kolkata"),
+    ("JP", "Asia/Tokyo"),
+)
+"""(country, time zone) pairs customers live in."""
+TIERS = ("bronze", "silver", "gold")
+_PRIORITIES = ("low", "normal", "normal", "high", "urgent")
+
+_TIER_WEIGHTS: dict[str, tuple[float, ...]] = {  # in the order of TIERS
+    "deal_seeker": (0.6, 0.3, 0.1),
+    "browser": (0.5, 0.35, 0.15),
+    "loyal": (0.2, 0.3, 0.5),
+}
 
 # What each segment does in one step of activity: (source, type) -> weight.
 _BEHAVIOUR: dict[str, dict[tuple[str, str], float]] = {
@@ -67,6 +93,9 @@ class SimCustomer:
     segment: str
     device: str
     favourite: str
+    country: str = "DE"
+    timezone: str = "Europe/Berlin"
+    tier: str = TIERS[0]
     cart: dict[str, float] = field(default_factory=dict)
     open_ticket: str | None = None
     seq: int = 0
@@ -83,8 +112,8 @@ class Population:
 
     >>> pop = Population(100, seed=1)
     >>> ev = pop.activity(1_700_000_000_000)[-1]
-    >>> ev["customer_id"], ev["type"], ev["time"]
-    ('sim-000041', 'add_to_cart', 1700000000000)
+    >>> ev["customer_id"], ev["type"], ev["time"], ev["tier"], ev["timezone"]
+    ('sim-000041', 'login', 1700000000000, 'bronze', 'Europe/Berlin')
     >>> c = pop.by_id["sim-000041"]; c.segment, c.device
     ('browser', 'desktop')
     >>> pop.true_propensity("sim-000041", "discount_offer", "email")
@@ -109,6 +138,12 @@ class Population:
         self.by_id = {c.customer_id: c for c in self.customers}
         for c in self.customers:
             c.known = self.rng.random() >= anonymous_share
+        # Attributes come from a generator of their own, so adding them did not change
+        # who the customers are under a given seed.
+        traits = random.Random(seed + 1)
+        for c in self.customers:
+            c.country, c.timezone = traits.choice(PLACES)
+            c.tier = traits.choices(TIERS, weights=_TIER_WEIGHTS[c.segment])[0]
 
     def activity(self, now_ms: int) -> list[dict[str, Any]]:
         """One step of one random customer: one or two events, each with its ``source``."""
@@ -118,22 +153,35 @@ class Population:
             # An anonymous visitor only browses, and now and then logs in for good.
             if self.rng.random() < 0.25:
                 c.known = True
-                return [self._event(c, "web", "login", now_ms, anonymous_id=c.anonymous_id)]
+                return [self._login(c, now_ms, anonymous_id=c.anonymous_id)]
             web = {k: w for k, w in _BEHAVIOUR[c.segment].items() if k[0] == "web"}
             source, etype = self.rng.choices(list(web), weights=list(web.values()))[0]
             return [self._behave(c, source, etype, now_ms)]
+        if c.seq == 0:
+            return [self._login(c, now_ms)]
         if c.open_ticket is not None and self.rng.random() < 0.12:
             out.append(
                 self._event(c, "support", "ticket_resolved", now_ms, ticket_id=c.open_ticket)
             )
             c.open_ticket = None
+            if self.rng.random() < 0.5:
+                score = self.rng.choices((1, 2, 3, 4, 5), weights=(1, 1, 2, 3, 3))[0]
+                out.append(self._event(c, "support", "csat_submitted", now_ms, score=score))
         elif c.open_ticket is None and self.rng.random() < 0.01:
             c.open_ticket = f"t-{c.customer_id}-{c.seq}"
-            out.append(self._event(c, "support", "ticket_opened", now_ms, ticket_id=c.open_ticket))
+            ticket = {"ticket_id": c.open_ticket, "priority": self.rng.choice(_PRIORITIES)}
+            out.append(self._event(c, "support", "ticket_opened", now_ms, **ticket))
+        elif self.rng.random() < 0.005:
+            score = self.rng.randrange(11)
+            out.append(self._event(c, "support", "nps_submitted", now_ms, score=score))
         kinds = _BEHAVIOUR[c.segment]
         source, etype = self.rng.choices(list(kinds), weights=list(kinds.values()))[0]
         out.append(self._behave(c, source, etype, now_ms))
         return out
+
+    def _login(self, c: SimCustomer, now_ms: int, **ids: Any) -> dict[str, Any]:
+        attributes = {"timezone": c.timezone, "country": c.country, "tier": c.tier}
+        return self._event(c, "web", "login", now_ms, **ids, **attributes)
 
     def _behave(self, c: SimCustomer, source: str, etype: str, now_ms: int) -> dict[str, Any]:
         category = c.favourite if self.rng.random() < 0.7 else self.rng.choice(CATEGORIES)

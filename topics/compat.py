@@ -7,7 +7,8 @@ read them with the new contract) and consumers keep running while producers upgr
    field, no optional field made required, no narrower type (``number`` -> ``int``, or
    any other change of kind; ``int`` -> ``number`` widens), no ``choices`` where there
    were none and no dropped choice, no higher ``minimum``, no lower ``maximum`` or
-   ``max_length``, and an ``anonymous`` contract stays anonymous.
+   ``max_length``, no new or changed ``format``, and an ``anonymous`` contract stays
+   anonymous.
 2. Every field a consumer of the old version could count on is still there. So a
    required field is never removed nor made optional, and a contract that is not
    ``anonymous`` never becomes so (that would make ``customer_id`` optional). Why:
@@ -95,6 +96,8 @@ def _narrowed(was: Field, now: Field) -> list[str]:
         out.append(f"lowers maximum from {_bound(was.maximum)} to {now.maximum:g}")
     if now.max_length is not None and (was.max_length is None or now.max_length < was.max_length):
         out.append(f"lowers max_length from {_bound(was.max_length)} to {now.max_length}")
+    if now.format is not None and now.format != was.format:
+        out.append(f"gains format {now.format} where {was.format or 'any text'} was accepted")
     return out
 
 

@@ -12,10 +12,22 @@ only an ``anonymous_id`` instead), ``type`` and ``time`` (RFC 3339 or epoch ms).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Kind = Literal["str", "number", "int", "bool", "object"]
+Format = Literal["country", "timezone"]
+
+FORMATS: Mapping[Format, str] = {
+    "country": r"^[A-Z]{2}(?!\n)$",
+    "timezone": r"^[A-Z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*(?!\n)$",
+}
+"""The text shape of each named format, as a regex both the parser and the exported
+schemas use. ``country`` is an ISO 3166-1 alpha-2 code in upper case (``DE``); whether
+the code is assigned is not checked. ``timezone`` is shaped like an IANA tz database
+name (``Europe/Berlin``, ``UTC``, ``Etc/GMT+5``); the parser also looks the name up with
+``zoneinfo``, which no schema can do. ``(?!\\n)`` because Python's ``$`` also matches
+before a final newline."""
 
 MAX_ID_LENGTH = 128
 """Longest accepted customer_id, anonymous_id, event_id and other identifiers."""
@@ -29,6 +41,8 @@ class Field:
     maximum: float | None = None
     choices: tuple[str, ...] | None = None
     max_length: int | None = None
+    format: Format | None = None
+    """A named text shape from :data:`FORMATS` (``str`` fields only)."""
     doc: str = ""
 
 
@@ -85,6 +99,23 @@ def _v1(source: str, etype: str, doc: str, **fields: Field) -> Contract:
     return Contract(source, etype, 1, fields, doc)
 
 
+def _next(previous: Contract, **added: Field) -> Contract:
+    """The version after ``previous``, with optional fields added."""
+    return replace(previous, version=previous.version + 1, fields={**previous.fields, **added})
+
+
+_ATTRIBUTES: Mapping[str, Field] = {
+    "timezone": Field(
+        "str", max_length=64, format="timezone", doc="IANA time zone, e.g. Europe/Berlin."
+    ),
+    "country": Field("str", max_length=2, format="country", doc="ISO 3166-1 alpha-2, e.g. DE."),
+    "tier": Field("str", max_length=32, doc="The customer's tier, as the shop names it."),
+}
+"""What a login or signup may tell about the customer (version 2 of both)."""
+_LOGIN = _web("login", "The visitor logged in; with anonymous_id it links the two.")
+_SIGNUP = _web("signup", "The visitor signed up; with anonymous_id it links the two.")
+
+
 _OUTCOME_DOCS = {
     "delivered": "The channel delivered the action.",
     "opened": "The customer opened it.",
@@ -96,8 +127,8 @@ _OUTCOME_DOCS = {
     "complained": "The customer reported it as unwanted.",
 }
 
-HISTORY: Mapping[str, tuple[Contract, ...]] = {
-    c.name: (c,)
+_FIRST: Mapping[str, Contract] = {
+    c.name: c
     for c in (
         _web("page_view", "A page was viewed.", url=Field("str", max_length=2048)),
         _web(
@@ -117,8 +148,8 @@ HISTORY: Mapping[str, tuple[Contract, ...]] = {
         ),
         _web("remove_from_cart", "A product was removed from the cart.", product_id=_PRODUCT),
         _web("checkout_started", "Checkout began."),
-        _web("login", "The visitor logged in; with anonymous_id it links the two."),
-        _web("signup", "The visitor signed up; with anonymous_id it links the two."),
+        _LOGIN,
+        _SIGNUP,
         _v1(
             "support",
             "ticket_opened",
@@ -172,6 +203,12 @@ HISTORY: Mapping[str, tuple[Contract, ...]] = {
         _v1("consent", "opt_out", "The customer withdraws a channel.", channel=_CHANNEL),
         _v1("consent", "erasure_requested", "The customer asks to be forgotten."),
     )
+}
+
+HISTORY: Mapping[str, tuple[Contract, ...]] = {
+    **{name: (c,) for name, c in _FIRST.items()},
+    _LOGIN.name: (_LOGIN, _next(_LOGIN, **_ATTRIBUTES)),
+    _SIGNUP.name: (_SIGNUP, _next(_SIGNUP, **_ATTRIBUTES)),
 }
 
 CURRENT: Mapping[str, Contract] = {name: versions[-1] for name, versions in HISTORY.items()}

@@ -19,14 +19,17 @@ partition decides which worker holds the state.
 from __future__ import annotations
 
 import math
+import re
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
 
-from topics.contracts import ENVELOPE, Field, contract_for
+from topics.contracts import ENVELOPE, FORMATS, Field, Format, contract_for
 
 CE_STRUCTURED = "application/cloudevents+json"
 JSON_TYPES = ("application/json", "text/json")
@@ -234,6 +237,9 @@ def _check(name: str, value: Any, spec: Field, problems: list[str]) -> Any:
         if ok and spec.choices is not None and value not in spec.choices:
             problems.append(f"field {name!r} must be one of {', '.join(spec.choices)}")
             return None
+        if ok and spec.format is not None and (why := _misformatted(spec.format, value)):
+            problems.append(f"field {name!r} {why}")
+            return None
     elif spec.kind == "int":
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif spec.kind == "number":
@@ -252,6 +258,33 @@ def _check(name: str, value: Any, spec: Field, problems: list[str]) -> Any:
     if spec.maximum is not None and value > spec.maximum:
         problems.append(f"field {name!r} must be <= {spec.maximum:g}")
     return value
+
+
+_SHAPES = {name: re.compile(pattern) for name, pattern in FORMATS.items()}
+_FORMAT_HINTS: Mapping[Format, str] = {
+    "country": "must be an ISO 3166-1 alpha-2 code in upper case, such as 'DE'",
+    "timezone": "must be an IANA time zone name, such as 'Europe/Berlin'",
+}
+
+
+def _misformatted(fmt: Format, value: str) -> str | None:
+    """Why ``value`` is not of format ``fmt``, or None when it is."""
+    if not _SHAPES[fmt].match(value):
+        return _FORMAT_HINTS[fmt]
+    if fmt == "timezone" and not _known_timezone(value):
+        return f"is not a time zone in the tz database: {value!r}"
+    return None
+
+
+@lru_cache(maxsize=1024)
+def _known_timezone(name: str) -> bool:
+    # Bounded cache: a few hundred zones exist, and unknown names from a buggy producer
+    # must not grow memory. The shape check ran first, so ``name`` is no file path.
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
+        return False
+    return True
 
 
 def _event_time(value: Any, problems: list[str]) -> int | None:

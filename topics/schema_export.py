@@ -11,7 +11,8 @@ fields, saying what :func:`topics.events.parse_event` accepts, as the parser rea
 
 What a schema cannot say, the parser alone checks: that ``5.0`` is not an integer (JSON
 Schema counts it as one), an impossible date such as 30 February (unless the validator
-asserts ``format``), the record key, the size limit and event times in the future. The
+asserts ``format``), a well-formed time zone name the tz database does not know
+(``Mars/Olympus``), the record key, the size limit and event times in the future. The
 other way round, the parser also reads ISO 8601 times that RFC 3339 does not allow (a
 space for the ``T``, no seconds, ``20261124T080000Z``); the schema holds publishers to
 RFC 3339. ``tests/unit/test_contracts.py`` pins each of these gaps down.
@@ -29,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from topics.contracts import CHANNEL_NAMES, DECISION, ENVELOPE, HISTORY, Contract, Field
+from topics.contracts import CHANNEL_NAMES, DECISION, ENVELOPE, FORMATS, HISTORY, Contract, Field
 
 SCHEMA_DIR = Path(__file__).parent / "schemas"
 """The committed schema files: ``<source>/<type>.v<N>.json``."""
@@ -185,6 +186,8 @@ def _property(spec: Field, shape: Mapping[str, Any] | None) -> dict[str, Any]:
     if spec.kind == "str":
         if spec.choices is not None:
             out["enum"] = list(spec.choices)
+        elif spec.format is not None:
+            out["pattern"] = FORMATS[spec.format]  # no white space, so never blank
         else:
             out["minLength"] = 1
             out["pattern"] = NOT_BLANK

@@ -106,7 +106,7 @@ def test_a_repeated_event_is_applied_once(segue: Segue) -> None:
     log = segue.decisions(segue.names.decision_log, customer, has_event("after-dup"))
     assert [d["event_id"] for d in log] == ["dup-1", "after-dup"]
     # Three cart adds of the same event: the cart holds one item, not three events' worth.
-    assert log[-1]["features"]["log_web_events"] == pytest.approx(math.log1p(2))
+    assert log[-1]["features"]["log_web_events"] == round(math.log1p(2), 3)
 
 
 def test_anonymous_history_is_stitched_at_login(segue: Segue) -> None:
@@ -131,7 +131,7 @@ def test_anonymous_history_is_stitched_at_login(segue: Segue) -> None:
     )
     [login] = segue.decisions(segue.names.decision_log, customer, has_event("login-1"))
     # The login decision already sees the three anonymous product views.
-    assert login["features"]["log_web_events"] == pytest.approx(math.log1p(4))
+    assert login["features"]["log_web_events"] == round(math.log1p(4), 3)
     assert login["features"]["view_share"] == pytest.approx(3 / 4)
 
     later = {
@@ -143,4 +143,4 @@ def test_anonymous_history_is_stitched_at_login(segue: Segue) -> None:
     log = segue.decisions(segue.names.decision_log, customer, has_event("anon-later"))
     [after] = [d for d in log if d["event_id"] == "anon-later"]
     assert after["customer_id"] == customer
-    assert after["features"]["log_web_events"] == pytest.approx(math.log1p(5))
+    assert after["features"]["log_web_events"] == round(math.log1p(5), 3)

@@ -88,7 +88,7 @@ def test_sigkill_mid_stream_loses_nothing_and_applies_nothing_twice(
         index = int(event_id.rsplit("-", 1)[1])
         assert len(seen) == 1, f"{event_id} decided differently after the restart: {seen}"
         [(_, log_web_events)] = seen
-        assert log_web_events == pytest.approx(math.log1p(index + 1)), event_id
+        assert log_web_events == round(math.log1p(index + 1), 3), event_id  # features round
 
 
 def _event_ids(recs: list[Any], wanted: set[str]) -> int:

@@ -130,6 +130,8 @@ def edit(name: str, **changes: Any) -> Field:
         (evolve(qty=edit("qty", maximum=9)), "'qty' lowers maximum from none to 9"),
         (evolve(tag=edit("tag", max_length=5)), "'tag' lowers max_length from 10 to 5"),
         (evolve(note=edit("note", max_length=5)), "'note' lowers max_length from none to 5"),
+        (evolve(note=edit("note", format="country")), "'note' gains format country"),
+        (evolve(note=edit("note", format="timezone")), "where any text was accepted"),
         (evolve(drop="qty"), "required field 'qty' is removed"),
         (evolve(qty=edit("qty", required=False)), "field 'qty' is no longer required"),
         (replace(evolve(), anonymous=False), "no longer anonymous"),
@@ -161,6 +163,7 @@ def test_becoming_anonymous_is_breaking() -> None:
         evolve(qty=edit("qty", kind="number")),
         evolve(tag=edit("tag", choices=("a", "b", "c"))),
         evolve(tag=edit("tag", choices=None)),
+        evolve(zone=Field("str", format="timezone")),
         evolve(
             drop="note",
             color=Field("str"),
@@ -203,9 +206,18 @@ def verdicts(contract: Contract, doc: dict[str, Any]) -> tuple[bool, bool]:
     return isinstance(parsed, Event), validator(contract.name).is_valid(orjson.loads(raw))
 
 
+EXAMPLES: dict[str | None, tuple[str, ...]] = {
+    "country": ("DE", "US", "JP"),
+    "timezone": ("Europe/Berlin", "UTC", "America/Argentina/Buenos_Aires", "Etc/GMT+5"),
+}
+"""Values of each format (and of none: a format-free field takes any text)."""
+
+
 def valid_value(spec: Field) -> Any:
     if spec.choices:
         return spec.choices[-1]
+    if spec.format:
+        return EXAMPLES[spec.format][0]
     low = spec.minimum if spec.minimum is not None else 0
     return {"str": "x", "int": int(low), "number": low, "bool": True, "object": {}}[spec.kind]
 
@@ -253,9 +265,12 @@ def cases(contract: Contract) -> list[tuple[str, dict[str, Any], bool]]:
             out.append((f"empty {name}", {**base, name: ""}, False))
         if spec.choices:
             out.append((f"{name} not a choice", {**base, name: "nope"}, False))
+        if spec.format:
+            out.append((f"{name} in lower case", {**base, name: valid_value(spec).lower()}, False))
+            out.append((f"{name} with a newline", {**base, name: valid_value(spec) + "\n"}, False))
         if spec.max_length:
             longest = "x" * spec.max_length
-            valid = spec.choices is None
+            valid = spec.choices is None and spec.format is None
             out.append((f"{name} at max_length", {**base, name: longest}, valid))
             out.append((f"{name} too long", {**base, name: longest + "x"}, False))
         if spec.minimum is not None:
@@ -274,6 +289,14 @@ def test_parser_and_schema_agree_on_examples(contract: Contract) -> None:
         if parser != valid or schema != valid:
             wrong.append(f"{what}: expected {valid}, parser {parser}, schema {schema}")
     assert wrong == []
+
+
+def test_a_time_zone_the_database_lacks_is_only_the_parsers_to_reject() -> None:
+    """A gap as topics.schema_export's docstring lists it: the shape is right, the name
+    unknown."""
+    contract = CURRENT["web.login"]
+    doc = {**minimal(contract), "timezone": "Mars/Olympus"}
+    assert verdicts(contract, doc) == (False, True)
 
 
 @pytest.mark.parametrize(
@@ -320,7 +343,9 @@ def test_decisions_segue_writes_match_the_decision_schema() -> None:
 
 # Property: on near-valid events of every contract, the parser's verdict is the schema's.
 # Left out on purpose, as the module docstring of topics.schema_export says: integral floats
-# for integers, and ISO 8601 times outside RFC 3339, which only the parser accepts.
+# for integers, ISO 8601 times outside RFC 3339, which only the parser accepts, and
+# well-formed time zone names the tz database lacks, which only the parser rejects (the
+# junk below starts with no capital letter, so it is never well-formed).
 
 OFFSETS = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -344,6 +369,8 @@ TIMES = st.datetimes(
 def good(spec: Field) -> st.SearchStrategy[Any]:
     if spec.choices:
         return st.sampled_from(spec.choices)
+    if spec.format:
+        return st.sampled_from(EXAMPLES[spec.format])
     if spec.kind == "str":
         top = spec.max_length or 40
         return st.one_of(

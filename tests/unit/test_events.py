@@ -164,3 +164,36 @@ def test_anonymous_web_event_is_keyed_by_its_anonymous_id() -> None:
     ev = parse_event("web", orjson.dumps(doc), b"a-9", now_ms=NOW)
     assert isinstance(ev, Event) and ev.customer_id is None and ev.anonymous_id == "a-9"
     assert rejected(parse_event("web", orjson.dumps(doc), b"c-1", now_ms=NOW)) == "key_mismatch"
+
+
+def test_login_and_signup_carry_the_customers_attributes() -> None:
+    for etype in ("login", "signup"):
+        ev = parse("web", raw(type=etype, timezone="Asia/Tokyo", country="JP", tier="gold"))
+        assert isinstance(ev, Event), ev
+        assert (ev.data["timezone"], ev.data["country"], ev.data["tier"]) == (
+            "Asia/Tokyo",
+            "JP",
+            "gold",
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("timezone", "Mars/Olympus", "field 'timezone' is not a time zone in the tz database"),
+        ("timezone", "America", "field 'timezone' is not a time zone in the tz database"),
+        ("timezone", "europe/berlin", "field 'timezone' must be an IANA time zone name"),
+        ("timezone", "../../etc/passwd", "field 'timezone' must be an IANA time zone name"),
+        ("timezone", "localtime", "field 'timezone' must be an IANA time zone name"),
+        ("country", "de", "field 'country' must be an ISO 3166-1 alpha-2 code"),
+        ("country", "D1", "field 'country' must be an ISO 3166-1 alpha-2 code"),
+        ("country", "DEU", "field 'country' is longer than 2 characters"),
+        ("tier", "x" * 33, "field 'tier' is longer than 32 characters"),
+    ],
+)
+def test_an_unknown_timezone_or_malformed_country_is_rejected_with_the_reason(
+    field: str, value: str, reason: str
+) -> None:
+    result = parse("web", raw(type="signup", **{field: value}))
+    assert isinstance(result, Rejection) and result.error_class == "schema_invalid"
+    assert result.message.startswith(reason), result.message

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import orjson
-import pytest
 
 from engine.decide import DecideConfig
 from engine.journeys import Catalogue, default_catalogue
+from engine.pending import RESENT, Pending
 from engine.pipeline import Core, Limits, Record, Result, expected_partition
 from engine.profile import Profile
 from models.policy import LogisticHeads
@@ -129,7 +130,16 @@ def test_replayed_offset_is_not_applied_twice_and_re_emits_its_decision() -> Non
     again = h.run(rec)
     assert again.status == "replayed" and again.writes == {}
     assert h.profiles["c1"].counts == {"web.add_to_cart": 1}
-    assert [(s.topic, s.value) for s in again.sends] == [(s.topic, s.value) for s in first.sends]
+    assert [(s.topic, s.headers) for s in again.sends] == [
+        (s.topic, s.headers) for s in first.sends
+    ]
+    # The same decision, without its explanation: engine.pending keeps no candidates.
+    original = orjson.loads(first.sends[0].value or b"")
+    resent = orjson.loads(again.sends[0].value or b"")
+    assert resent["candidates"] == [] and resent["reasons"] == [RESENT]
+    unexplained = {k: v for k, v in original.items() if k not in ("candidates", "reasons")}
+    assert {k: v for k, v in resent.items() if k not in ("candidates", "reasons")} == unexplained
+    assert again.sends[1].value == again.sends[0].value
 
 
 def test_terminal_outcome_teaches_the_policy_once() -> None:
@@ -144,6 +154,33 @@ def test_terminal_outcome_teaches_the_policy_once() -> None:
     assert h.policy.updates == 1 and h.profiles["c1"].pending == ()
     late = h.send("outcome", event("dismissed", "o3", decision_id=did))
     assert late.status == "applied" and h.policy.updates == 1
+
+
+def test_a_decision_that_acts_is_a_contact_on_its_channel_at_the_event_time() -> None:
+    h = Harness()
+    doc = orjson.loads(event("product_view", "e1", product_id="p1"))
+    acted = h.send("web", orjson.dumps({**doc, "time": NOW - 5_000}))
+    assert acted.decision is not None and acted.decision.channel is not None
+    assert h.profiles["c1"].contacts == {acted.decision.channel: ((NOW - 5_000) // 1000,)}
+    h.send("support", event("ticket_opened", "s1", ticket_id="t1"))  # agent follow-up
+    quiet = h.send("web", event("product_view", "e2", product_id="p1"))
+    assert quiet.decision is not None and not quiet.decision.acts
+    assert sorted(h.profiles["c1"].contacts) == sorted({acted.decision.channel, "agent"})
+
+
+def test_an_outcome_for_a_decision_stored_by_the_previous_version_closes_it_unlearned() -> None:
+    """Scenario: a profile written before the compact pending form holds a decision whose
+    features used other names. We expect its outcome to take it without teaching."""
+    h = Harness()
+    decided = h.send("web", event("product_view", "e1", product_id="p1"))
+    assert decided.decision is not None
+    did = decided.decision.decision_id
+    old = {"decision_id": did, "event_id": "e1", "record": decided.decision.to_dict()}
+    old["record"]["features"] = {"bias": 1.0}
+    h.profiles["c1"] = replace(h.profiles["c1"], pending=(Pending.load(old),))
+    closed = h.send("outcome", event("converted", "o1", decision_id=did))
+    assert closed.status == "applied" and h.policy.updates == 0
+    assert h.profiles["c1"].pending == ()
 
 
 def test_open_ticket_customer_gets_no_marketing_until_resolved() -> None:
@@ -205,7 +242,7 @@ def test_anonymous_history_is_stitched_into_the_customer_at_login() -> None:
     [decided] = h.deliver(linked)
     assert decided.status == "decided" and decided.decision is not None
     assert decided.decision.customer_id == "c1"
-    assert decided.decision.features["log_web_events"] == pytest.approx(math.log1p(4))
+    assert decided.decision.features["log_web_events"] == round(math.log1p(4), 3)
 
     later = h.send("web", anon_event("product_view", "v9", product_id="p"), key=b"a1")
     assert later.status == "forwarded" and later.sends[0].key == b"c1"

@@ -9,7 +9,7 @@ import orjson
 
 from engine.journey_runtime import Exited
 from engine.journeys import load_catalogue
-from engine.orchestrate import TIMER_SOURCE
+from engine.pending import RESENT, TIMER_SOURCE
 from tests.unit.test_pipeline import NOW, Harness, event
 
 MIN = 60_000
@@ -60,7 +60,14 @@ def test_a_replayed_nudge_sends_the_same_decision_again() -> None:
     h.offset = 41
     replay = h.tick(NOW + HOUR)
     assert replay.status == "replayed"
-    assert [s.value for s in replay.sends] == [s.value for s in first.sends]
+    assert [(s.topic, s.key) for s in replay.sends] == [(s.topic, s.key) for s in first.sends]
+    explanation = ("candidates", "reasons")
+    for again, sent in zip(replay.sends, first.sends, strict=True):
+        resent, original = orjson.loads(again.value or b""), orjson.loads(sent.value or b"")
+        assert resent["reasons"] == [RESENT]  # the explanation is not kept (engine/pending.py)
+        assert {k: v for k, v in resent.items() if k not in explanation} == {
+            k: v for k, v in original.items() if k not in explanation
+        }
     assert h.timers == {"c1": NOW + HOUR + 30 * MIN}
 
 

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from models.simulator import Population
+from models.simulator import SEGMENTS, Population
 
 
 def test_population_is_reproducible_under_a_seed() -> None:
@@ -39,3 +39,19 @@ def test_segments_answer_differently() -> None:
     assert pop.true_propensity(deal.customer_id, "discount_offer", "email") > (
         pop.true_propensity(browser.customer_id, "discount_offer", "email")
     )
+
+
+def test_logins_carry_attributes_and_the_tier_tracks_the_segment_loosely() -> None:
+    pop = Population(600, seed=6)
+    events = [ev for _ in range(6000) for ev in pop.activity(1000)]
+    logins = [ev for ev in events if ev["type"] == "login"]
+    assert logins and all({"timezone", "country", "tier"} <= set(ev) for ev in logins)
+    gold = {s: sum(c.tier == "gold" for c in pop.customers if c.segment == s) for s in SEGMENTS}
+    assert gold["loyal"] > gold["browser"] > 0 and gold["loyal"] > gold["deal_seeker"] > 0
+
+
+def test_some_customers_answer_csat_and_nps_surveys() -> None:
+    pop = Population(300, seed=7)
+    kinds = [ev["type"] for _ in range(20_000) for ev in pop.activity(1000)]
+    assert kinds.count("csat_submitted") > 0 and kinds.count("nps_submitted") > 0
+    assert kinds.count("csat_submitted") < kinds.count("ticket_resolved")

@@ -1,0 +1,133 @@
+"""Recent behaviour: counters that fade exponentially with time, read at a given moment.
+
+A decayed counter is a value and the time it is valid at. An event adds 1 (or an
+amount) at its own time; reading at a later ``now`` multiplies by ``0.5 ** (elapsed /
+half_life)``. Nothing here reads a clock: the time is always a parameter, so a replay of
+the same events gives the same values.
+
+The counters of one customer share one as-of time (:attr:`Activity.at_s`): every update
+brings all of them forward to it, which costs one time field instead of one per counter.
+An event older than that time (a late event) is added already decayed by its age, so
+the result does not depend on the order in which events arrive. Reading at a time before
+``at_s`` returns the stored values: a counter never grows by being read.
+
+Stored values are rounded (counts to 3 decimals, money to cents): the error is at most
+half a unit of the last place per update and fades with the value, while the encoded
+profile stays small. A category whose count rounds to zero is forgotten.
+
+>>> a = record(Activity(), 0, visits=1.0)
+>>> record(a, 0, visits=1.0).visits
+2.0
+>>> at(a, VISITS_HALF_LIFE_S).visits  # one half-life later
+0.5
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+DAY_S = 86_400
+
+VISITS_HALF_LIFE_S = 7 * DAY_S
+"""Page and product views. Browsing intent fades within about a week (the consideration
+window most shops measure cart recovery and retargeting against); a shorter half-life
+would let one quiet weekend erase an active customer."""
+CATEGORY_HALF_LIFE_S = 7 * DAY_S
+"""Product views and cart additions per category: interest in a category fades with the
+browsing it comes from, so it shares the visits' half-life."""
+ORDERS_HALF_LIFE_S = 30 * DAY_S
+"""Orders and spend. Typical retail buys monthly at most: with a month's half-life a
+regular customer's counter stays near its steady level between orders, and one who
+stopped falls to a quarter within two months (the win-back journey also waits 30 days)."""
+
+MAX_CATEGORIES = 16
+"""Category counters kept per customer; the least viewed is dropped beyond this."""
+
+
+@dataclass(frozen=True, slots=True)
+class Activity:
+    """A customer's decayed counters, all valid at ``at_s`` (epoch seconds)."""
+
+    at_s: int = 0
+    visits: float = 0.0
+    """Page and product views (not sessions: most upstream events carry no session id)."""
+    orders: float = 0.0
+    spend: float = 0.0
+    categories: dict[str, float] = field(default_factory=dict)
+    """Product views and cart additions by product category, at most MAX_CATEGORIES."""
+
+
+def factor(elapsed_s: int, half_life_s: int) -> float:
+    """What one unit is worth ``elapsed_s`` later; never more than 1.
+
+    >>> factor(14 * DAY_S, 7 * DAY_S), factor(-5, 7 * DAY_S)
+    (0.25, 1.0)
+    """
+    return float(0.5 ** (max(0, elapsed_s) / half_life_s))
+
+
+def at(a: Activity, now_s: int) -> Activity:
+    """``a`` decayed to ``now_s``, unrounded; unchanged when ``now_s`` is not later."""
+    if now_s <= a.at_s:
+        return a
+    elapsed = now_s - a.at_s
+    views = factor(elapsed, VISITS_HALF_LIFE_S)
+    bought = factor(elapsed, ORDERS_HALF_LIFE_S)
+    interest = factor(elapsed, CATEGORY_HALF_LIFE_S)
+    return Activity(
+        at_s=now_s,
+        visits=a.visits * views,
+        orders=a.orders * bought,
+        spend=a.spend * bought,
+        categories={k: v * interest for k, v in a.categories.items()},
+    )
+
+
+def record(
+    a: Activity,
+    time_s: int,
+    *,
+    visits: float = 0.0,
+    orders: float = 0.0,
+    spend: float = 0.0,
+    category: str | None = None,
+) -> Activity:
+    """``a`` with one event at ``time_s`` counted, rounded for storage. ``spend`` may be
+    negative (a refund); no counter goes below zero."""
+    now = at(a, time_s)
+    age = now.at_s - time_s  # > 0 only for a late event
+    categories = now.categories
+    if category is not None:
+        categories = {**categories}
+        categories[category] = categories.get(category, 0.0) + factor(age, CATEGORY_HALF_LIFE_S)
+        if len(categories) > MAX_CATEGORIES:
+            del categories[min(categories, key=categories.__getitem__)]
+    bought = factor(age, ORDERS_HALF_LIFE_S)
+    return Activity(
+        at_s=now.at_s,
+        visits=_count(now.visits + visits * factor(age, VISITS_HALF_LIFE_S)),
+        orders=_count(now.orders + orders * bought),
+        spend=max(0.0, round(now.spend + spend * bought, 2)),
+        categories={k: c for k, v in categories.items() if (c := _count(v)) > 0.0},
+    )
+
+
+def combine(a: Activity, b: Activity) -> Activity:
+    """Both customers' counters as one (an anonymous visitor's folded into the customer)."""
+    now = max(a.at_s, b.at_s)
+    x, y = at(a, now), at(b, now)
+    categories = {**x.categories}
+    for k, v in y.categories.items():
+        categories[k] = categories.get(k, 0.0) + v
+    top = sorted(categories.items(), key=lambda kv: -kv[1])[:MAX_CATEGORIES]
+    return Activity(
+        at_s=now,
+        visits=_count(x.visits + y.visits),
+        orders=_count(x.orders + y.orders),
+        spend=round(x.spend + y.spend, 2),
+        categories={k: c for k, v in top if (c := _count(v)) > 0.0},
+    )
+
+
+def _count(value: float) -> float:
+    return max(0.0, round(value, 3))
