@@ -19,7 +19,7 @@ from typing import Any
 from engine import journey_runtime as runtime
 from engine.journeys import Catalogue, Journey, stage_of
 from engine.pending import TIMER_SOURCE, TIMER_TYPE
-from engine.profile import Profile
+from engine.profile import Profile, view
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
 
@@ -59,7 +59,7 @@ def on_event(cat: Catalogue, p: Profile, ev: Event, *, decided_at_ms: int) -> Ou
     if runtime.quiet(cat, p.journeys, f"{ev.source}.{ev.type}"):
         return Outcome(p, [], [])
     mem, commands = runtime.on_event(
-        cat, p.journeys, event_doc(ev), profile_view(p), now_ms=ev.time_ms
+        cat, p.journeys, event_doc(ev), view(p, ev.time_ms), now_ms=ev.time_ms
     )
     trigger = (ev.event_id, ev.source, ev.type)
     return _outcome(cat, p, mem, commands, trigger, decided_at_ms)
@@ -67,29 +67,13 @@ def on_event(cat: Catalogue, p: Profile, ev: Event, *, decided_at_ms: int) -> Ou
 
 def on_tick(cat: Catalogue, p: Profile, *, now_ms: int, decided_at_ms: int) -> Outcome:
     """Fire the timers due at ``now_ms`` (each at its own wake time)."""
-    mem, commands = runtime.on_time(cat, p.journeys, profile_view(p), now_ms=now_ms)
+    mem, commands = runtime.on_time(cat, p.journeys, view(p, now_ms), now_ms=now_ms)
     return _outcome(cat, p, mem, commands, None, decided_at_ms)
 
 
 def stage(cat: Catalogue, p: Profile, now_ms: int) -> str | None:
     """The customer's lifecycle stage by the catalogue's rules (first match wins)."""
-    return stage_of(cat, profile_view(p), now_ms) if cat.lifecycle else None
-
-
-def profile_view(p: Profile) -> dict[str, Any]:
-    """The ``profile`` a journey condition reads."""
-    return {
-        "customer_id": p.customer_id,
-        "orders": p.orders,
-        "total_spend": p.total_spend,
-        "cart": p.cart,
-        "cart_value": sum(p.cart.values()),
-        "open_tickets": list(p.open_tickets),
-        "web_events": p.web_events,
-        "first_seen_ms": p.first_seen_ms,
-        "last_seen_ms": p.last_seen_ms,
-        "opted_out": list(p.opted_out),
-    }
+    return stage_of(cat, view(p, now_ms), now_ms) if cat.lifecycle else None
 
 
 def _outcome(
