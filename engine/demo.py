@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.resources
 import logging
 import re
 import shutil
@@ -33,6 +32,7 @@ from engine.actions import TRIGGERS
 from engine.admin import create_topics
 from engine.control import publish
 from engine.journey_checks import DURATION_UNITS_MS
+from engine.journeys import default_catalogue_text
 from engine.pending import TIMER_SOURCE
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
@@ -308,10 +308,6 @@ def print_summary(t: Tally, opts: DemoOptions) -> None:
         lines.append(f"  oracle policy    {oracle:6.1%} expected")
         lines.append(f"  learned lift over random is {lift:.0%} of the oracle's")
     print("\n".join(lines), flush=True)
-
-
-def default_catalogue_text() -> str:
-    return (importlib.resources.files("engine") / "default_journeys.yaml").read_text()
 
 
 def compressed(text: str, factor: int) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import yaml
 
 from engine.expr import Expr, ExprError, compile_expr
+from engine.profile import VIEW_FIELDS
 
 _STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -231,16 +232,21 @@ class NodeReader:
         unknown = False
         for path in sorted(rule.paths()):
             parts = path.split(".")
-            if variables is None or parts[0] != "journey" or len(parts) < 2:
+            if len(parts) < 2:
                 continue
-            if parts[1] not in variables:
-                unknown = True
-                where = re.search(rf"journey\s*\.\s*{parts[1]}\b", text)
-                line, column = self._place(node, where.start() if where else 0)
+            root, name = parts[0], parts[1]
+            if root == "profile" and name not in VIEW_FIELDS:
+                message = f"unknown profile field {name!r}{_suggest(name, VIEW_FIELDS)}"
+            elif root == "journey" and variables is not None and name not in variables:
                 known = ", ".join(variables) or "none (add a capture)"
-                hint = _suggest(parts[1], variables)
-                message = f"unknown journey variable {parts[1]!r}{hint}; captured: {known}"
-                self.findings.append(Finding(line, column, message))
+                hint = _suggest(name, variables)
+                message = f"unknown journey variable {name!r}{hint}; captured: {known}"
+            else:
+                continue
+            unknown = True
+            where = re.search(rf"{root}\s*\.\s*{name}\b", text)
+            line, column = self._place(node, where.start() if where else 0)
+            self.findings.append(Finding(line, column, message))
         return None if unknown else rule
 
     def _place(self, node: yaml.ScalarNode, index: int) -> tuple[int, int]:

@@ -285,8 +285,14 @@ def load_catalogue(
 
 def default_catalogue() -> Catalogue:
     """The catalogue that ships with Segue (``engine/default_journeys.yaml``)."""
-    resource = importlib.resources.files("engine").joinpath("default_journeys.yaml")
-    return load_catalogue(resource.read_text(encoding="utf-8"), filename=str(resource))
+    return load_catalogue(default_catalogue_text(), filename=str(_DEFAULT))
+
+
+def default_catalogue_text() -> str:
+    return _DEFAULT.read_text(encoding="utf-8")
+
+
+_DEFAULT = importlib.resources.files("engine").joinpath("default_journeys.yaml")
 
 
 def canonical(catalogue: Catalogue) -> bytes:

@@ -20,6 +20,7 @@ from engine.journeys import (
     WaitFor,
     canonical,
     default_catalogue,
+    default_catalogue_text,
     load_catalogue,
     stage_of,
 )
@@ -481,3 +482,13 @@ journeys:
         load_catalogue(text, filename="c.yaml")
     column = text.splitlines()[9].index("[") + 1
     assert [str(p) for p in err.value.problems] == [f"c.yaml:10:{column}: {message}"]
+
+
+def test_a_condition_on_an_unknown_profile_field_is_placed_with_a_suggestion() -> None:
+    text = default_catalogue_text().replace("profile.orders >= 5", "profile.order >= 5")
+    with pytest.raises(CatalogueError) as err:
+        load_catalogue(text, filename="c.yaml")
+    [problem] = err.value.problems
+    line = text.splitlines()[problem.line - 1]
+    assert line[problem.column - 1 :].startswith("profile.order >= 5")
+    assert problem.message == "unknown profile field 'order' (did you mean 'orders'?)"
