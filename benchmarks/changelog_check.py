@@ -39,8 +39,8 @@ from benchmarks.workers import (
     topic_shape,
 )
 from engine.admin import create_topics
-from engine.pipeline import expected_partition
 from engine.profile import Profile
+from engine.records import expected_partition
 from engine.settings import Settings
 from models.simulator import Population
 from topics.catalogue import TopicNames

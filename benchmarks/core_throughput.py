@@ -18,8 +18,9 @@ import orjson
 from benchmarks.results_io import machine, write_result
 from engine.decide import DecideConfig
 from engine.journeys import default_catalogue
-from engine.pipeline import Core, Record
+from engine.pipeline import Core
 from engine.profile import Profile
+from engine.records import Record
 from models.policy import LogisticHeads
 from models.simulator import Population
 from topics.catalogue import TopicNames

@@ -35,8 +35,9 @@ from aiokafka.admin import NewTopic
 from engine.admin import admin_client
 from engine.app import PROFILE_TABLE, build_core
 from engine.journeys import default_catalogue
-from engine.pipeline import Core, Record, Result, expected_partition
+from engine.pipeline import Core, Result
 from engine.profile import Profile
+from engine.records import Record, expected_partition
 from engine.settings import Settings
 from models.simulator import Population
 from topics.catalogue import TopicNames

@@ -81,7 +81,7 @@ from benchmarks.seeding import (
 from benchmarks.workers import start_worker, stop_worker
 from engine.admin import create_topics
 from engine.app import PROFILE_TABLE
-from engine.pipeline import Record, expected_partition
+from engine.records import Record, expected_partition
 from engine.settings import Settings
 from topics.catalogue import TopicNames
 

@@ -25,7 +25,7 @@ from aiokafka.structs import TopicPartition
 from benchmarks.ingest import scrape
 from benchmarks.procstats import CLK_TCK, BenchError, Snapshot, cpu_ticks, status_kib
 from engine.admin import admin_client
-from engine.pipeline import Record
+from engine.records import Record
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
 

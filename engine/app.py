@@ -31,8 +31,9 @@ from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
 from engine.orchestrate import catalogue_version
 from engine.pending import TIMER_SOURCE
-from engine.pipeline import Core, Limits, Record, Result, expected_partition, reject
+from engine.pipeline import Core, Limits, Result, reject
 from engine.profile import Profile
+from engine.records import Record, expected_partition
 from engine.settings import Settings
 from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
 from models.policy import LogisticHeads

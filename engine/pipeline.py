@@ -45,13 +45,10 @@ the customer's partition, forwarded events behind the history they follow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from engine import orchestrate
 from engine.actions import TRIGGERS
@@ -72,6 +69,14 @@ from engine.profile import (
     seen_before,
     take_pending,
 )
+from engine.records import (
+    Record,
+    Send,
+    decision_sends,
+    decode_forward,
+    encode_forward,
+    expected_partition,
+)
 from models.policy import Policy
 from topics.catalogue import TopicNames
 from topics.deadletter import dead_letter_headers
@@ -90,8 +95,6 @@ REWARDS: dict[str, float] = {
 LINKING = frozenset({"login", "signup"})
 """Web events that, carrying both ids, tie an anonymous visitor to a customer."""
 
-Headers = list[tuple[str, bytes]]
-
 
 class State(Protocol):
     """Read access to the worker's tables for the partition being processed, and the
@@ -103,26 +106,6 @@ class State(Protocol):
 
     @property
     def catalogue(self) -> Catalogue: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A raw record as read from a topic."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-    headers: Sequence[tuple[str, bytes]] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: Headers = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +190,7 @@ class Core:
         return self._apply(ev, ev.customer_id, rec, state, now_ms=now_ms)
 
     def link(self, rec: Record, state: State, *, now_ms: int) -> Result:
-        fwd = _forwarded(rec)
+        fwd = decode_forward(rec)
         if isinstance(fwd, Rejection):
             return reject(rec, fwd, self.names, now_ms=now_ms)
         ev, _ = fwd
@@ -221,7 +204,7 @@ class Core:
         return result
 
     def stitched(self, rec: Record, state: State, *, now_ms: int) -> Result:
-        fwd = _forwarded(rec)
+        fwd = decode_forward(rec)
         if isinstance(fwd, Rejection):
             return reject(rec, fwd, self.names, now_ms=now_ms)
         ev, history = fwd
@@ -257,12 +240,7 @@ class Core:
         return result
 
     def _forward(self, ev: Event, topic: str, key: str, *, merge: Profile | None) -> Result:
-        doc = dict(ev.data)
-        if ev.customer_id is None:
-            doc["customer_id"] = key  # attributed to the linked customer from here on
-        value = orjson.dumps(
-            {"source": ev.source, "origin": ev.origin, "event": doc, "merge": merge}
-        )
+        value = encode_forward(ev, key, merge)
         return Result("forwarded", event=ev, sends=[Send(topic, key.encode(), value)])
 
     def _apply(
@@ -338,7 +316,7 @@ class Core:
                 profile = remember(profile, Pending.of(decision))
                 profile = record_contact(profile, decision.channel, ev.time_ms)
             result.status, result.decision = "decided", decision
-            result.sends += _decision_sends(decision, self.names, encoded)
+            result.sends += decision_sends(decision, self.names, encoded)
         result.writes[key] = profile
         self._note_timer(result, key, before, profile)
         return result
@@ -352,7 +330,7 @@ class Core:
             if decision.channel is not None:
                 profile = remember(profile, Pending.of_act(decision, act.act_id, trigger_id))
                 profile = record_contact(profile, decision.channel, act.at_ms)
-            result.sends += _decision_sends(decision, self.names, encoded)
+            result.sends += decision_sends(decision, self.names, encoded)
         result.journey_decisions = done.decisions
         return profile
 
@@ -384,7 +362,7 @@ class Core:
             orchestrate.stage(cat, p, p.last_seen_ms),
         )
         again = [replace(d, catalogue_version=version, stage=stage) for d in again]
-        return [s for d in again for s in _decision_sends(d, self.names, d.encode())]
+        return [s for d in again for s in decision_sends(d, self.names, d.encode())]
 
     @staticmethod
     def _note_timer(result: Result, key: str, before: Profile, after: Profile) -> None:
@@ -417,56 +395,3 @@ def _held_back(decision: Decision, why: str) -> Decision:
         explored=False,
         reasons=(*decision.reasons, f"held back: {why}"),
     )
-
-
-def expected_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default (murmur2) partitioner gives ``key``."""
-    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
-
-
-def _forwarded(rec: Record) -> tuple[Event, Profile | None] | Rejection:
-    """Decode a record the worker itself forwarded (already validated at ingest)."""
-    try:
-        doc: dict[str, Any] = orjson.loads(rec.value or b"")
-        data = doc["event"]
-        ev = Event(
-            source=doc["source"],
-            type=data["type"],
-            event_id=data["event_id"],
-            customer_id=data.get("customer_id"),
-            time_ms=_time_ms(data["time"]),
-            data=data,
-            anonymous_id=data.get("anonymous_id"),
-            origin=doc.get("origin", ""),
-        )
-        history = Profile.decode(orjson.dumps(doc["merge"])) if doc.get("merge") else None
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        return Rejection("internal_error", f"unreadable forwarded record: {exc!r}")
-    return ev, history
-
-
-def _time_ms(value: int | str) -> int:
-    if isinstance(value, int):
-        return value
-    return int(datetime.fromisoformat(value).timestamp() * 1000)
-
-
-def _decision_sends(decision: Decision, names: TopicNames, value: bytes) -> list[Send]:
-    key = decision.customer_id.encode()
-    headers: Headers = [
-        ("ce_specversion", b"1.0"),
-        ("ce_id", decision.decision_id.encode()),
-        ("ce_type", b"segue.decision"),
-        ("ce_source", b"segue"),
-        ("ce_time", _rfc3339(decision.decided_at_ms)),
-        ("content-type", b"application/json"),
-    ]
-    sends = [Send(names.decision_log, key, value, headers)]
-    if decision.acts:
-        assert decision.channel is not None
-        sends.append(Send(names.decisions(decision.channel), key, value, headers))
-    return sends
-
-
-def _rfc3339(ms: int) -> bytes:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").encode()

@@ -33,7 +33,7 @@ from engine.deadletters import (
     read_dead_letters,
     redrive,
 )
-from engine.pipeline import expected_partition
+from engine.records import expected_partition
 from engine.settings import Settings
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.deadletter import dead_letter_headers

@@ -10,8 +10,9 @@ import orjson
 from engine.decide import DecideConfig
 from engine.journeys import Catalogue, default_catalogue
 from engine.pending import RESENT, Pending
-from engine.pipeline import Core, Limits, Record, Result, expected_partition
+from engine.pipeline import Core, Limits, Result
 from engine.profile import Profile
+from engine.records import Record, expected_partition
 from models.policy import LogisticHeads
 from topics.catalogue import TopicNames
 from topics.deadletter import reason_of

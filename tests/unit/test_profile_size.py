@@ -22,8 +22,9 @@ import pytest
 
 from engine.decide import DecideConfig
 from engine.journeys import default_catalogue
-from engine.pipeline import Core, Record
+from engine.pipeline import Core
 from engine.profile import MAX_PENDING, Profile
+from engine.records import Record
 from models.policy import LogisticHeads
 from models.simulator import Population
 from topics.catalogue import TopicNames

@@ -1,0 +1,102 @@
+"""The records the core reads and writes: raw input records, sends, decisions with their
+CloudEvents headers, the worker's own forwarded-event format, and key routing."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiokafka.partitioner import murmur2
+
+from engine.profile import Profile
+from topics.catalogue import TopicNames
+from topics.decisions import Decision
+from topics.events import Event, Rejection
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A raw record as read from a topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Sequence[tuple[str, bytes]] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: Headers = field(default_factory=list)
+
+
+def expected_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives ``key``."""
+    return int((murmur2(key) & 0x7FFFFFFF) % partitions)
+
+
+def encode_forward(ev: Event, key: str, merge: Profile | None) -> bytes:
+    """An event forwarded to the identity or stitched topic, keyed ``key``, with the
+    anonymous history to merge (stored form, as the profiles table holds it)."""
+    doc = dict(ev.data)
+    if ev.customer_id is None:
+        doc["customer_id"] = key  # attributed to the linked customer from here on
+    history = orjson.Fragment(merge.encode()) if merge is not None else None
+    return orjson.dumps({"source": ev.source, "origin": ev.origin, "event": doc, "merge": history})
+
+
+def decode_forward(rec: Record) -> tuple[Event, Profile | None] | Rejection:
+    """Decode a record the worker itself forwarded (already validated at ingest)."""
+    try:
+        doc: dict[str, Any] = orjson.loads(rec.value or b"")
+        data = doc["event"]
+        ev = Event(
+            source=doc["source"],
+            type=data["type"],
+            event_id=data["event_id"],
+            customer_id=data.get("customer_id"),
+            time_ms=_time_ms(data["time"]),
+            data=data,
+            anonymous_id=data.get("anonymous_id"),
+            origin=doc.get("origin", ""),
+        )
+        history = Profile.decode(orjson.dumps(doc["merge"])) if doc.get("merge") else None
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        return Rejection("internal_error", f"unreadable forwarded record: {exc!r}")
+    return ev, history
+
+
+def _time_ms(value: int | str) -> int:
+    if isinstance(value, int):
+        return value
+    return int(datetime.fromisoformat(value).timestamp() * 1000)
+
+
+def decision_sends(decision: Decision, names: TopicNames, value: bytes) -> list[Send]:
+    key = decision.customer_id.encode()
+    headers: Headers = [
+        ("ce_specversion", b"1.0"),
+        ("ce_id", decision.decision_id.encode()),
+        ("ce_type", b"segue.decision"),
+        ("ce_source", b"segue"),
+        ("ce_time", _rfc3339(decision.decided_at_ms)),
+        ("content-type", b"application/json"),
+    ]
+    sends = [Send(names.decision_log, key, value, headers)]
+    if decision.acts:
+        assert decision.channel is not None
+        sends.append(Send(names.decisions(decision.channel), key, value, headers))
+    return sends
+
+
+def _rfc3339(ms: int) -> bytes:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").encode()
