@@ -327,7 +327,7 @@ def pending_share(templates: Templates) -> float:
     for group in templates.by_partition:
         for value in group:
             total += len(value)
-            pending += len(orjson.dumps(orjson.loads(value)["pending"]))
+            pending += len(orjson.dumps(orjson.loads(value).get("pending", [])))
     return round(pending / total, 3)
 
 
