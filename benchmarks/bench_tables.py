@@ -103,7 +103,9 @@ def latency_table(result: dict[str, Any]) -> list[str]:
                     _ratio(lat["p99_ms"], base_p99.get(r["offered_per_second"]), 2),
                 ]
             else:
-                figures = [f"not sustained: {r['verdict']}", "", "", "", ""]
+                why = r["verdict"]
+                figures = [why if why.startswith("not run") else f"not sustained: {why}"]
+                figures += ["", "", "", ""]
             lines.append(
                 _row(
                     [

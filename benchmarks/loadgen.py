@@ -53,6 +53,7 @@ DRAIN_SECONDS = 10.0
 TICK_SECONDS = 0.001
 ACK_SAMPLE_EVERY = 16
 """One event in this many also times its producer ack: the first leg of the latency."""
+COLLECT_WAIT_MS = 50
 POLL_SECONDS = 0.25
 PROGRESS_SECONDS = 5.0
 
@@ -170,7 +171,12 @@ async def _collect(
     arrived: Synchronized[int],
 ) -> list[tuple[int, float, float | None]]:
     """(sent_ns, latency ms, decided_at - event time ms) of each of the run's events."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # A short fetch wait: a fetch request that leaves out a partition whose records are
+    # still buffered is held by the broker until then (benchmarks/README.md, the fetch
+    # wait), and this consumer is the instrument.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=COLLECT_WAIT_MS
+    )
     await consumer.start()
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
