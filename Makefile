@@ -1,18 +1,22 @@
-# Segue: `make demo` runs the whole loop, `make test` the whole suite. Both install what
-# they need first (a virtualenv, Debian's kcat, Apache Kafka fetched by Maven).
+# Segue: `make demo` runs the whole loop, `make test` the whole suite, `make bench` the
+# end-to-end benchmark on a fresh local broker (under 10 minutes; benchmarks/README.md).
+# All install what they need first (a virtualenv, Debian's kcat, Apache Kafka by Maven).
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 SEGUE   := $(VENV)/bin/segue
 STAMP   := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTHON  ?= python3
 
-.PHONY: demo test deps system-deps kafka lint clean
+.PHONY: demo test bench deps system-deps kafka lint clean
 
 demo: deps
 	$(SEGUE) demo
 
 test: deps
 	$(PY) -m pytest
+
+bench: deps
+	$(PY) -m benchmarks.end_to_end
 
 deps: $(STAMP) system-deps kafka
 

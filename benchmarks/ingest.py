@@ -51,6 +51,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import NewTopic
 
 import engine.localkafka as localkafka
+from benchmarks.backlog import PROGRESS_SECONDS, START_SECONDS, drain, say, steady_rate
 from benchmarks.procstats import BenchError, Measured, Snapshot, window
 from benchmarks.results_io import machine, write_result
 from engine.admin import admin_client, create_topics
@@ -65,12 +66,6 @@ DUPLICATE_REACH = 200
 remembers the id (SEGUE_DEDUP_MAX_IDS), as with a producer retry."""
 COMMIT_SECONDS = 2.0
 """The baseline's flush-and-commit interval; Faust's broker_commit_interval is 2.8 s."""
-POLL_SECONDS = 0.1
-PROGRESS_SECONDS = 3.0
-START_SECONDS = 120.0
-"""How long a consumer may take to see its first record (group join, Faust start-up)."""
-STALL_SECONDS = 60.0
-"""Give up when no new record is consumed for this long: the consumer is stuck or dead."""
 DEVICES = ("mobile", "desktop", "tablet")
 
 
@@ -110,10 +105,6 @@ def make_workload(events: int, customers: int, seed: int) -> Workload:
         }
         records.append((who.encode(), orjson.dumps(doc)))
     return Workload(records, anonymous, duplicates)
-
-
-def say(line: str) -> None:
-    print(line, flush=True)
 
 
 # --- setup ----------------------------------------------------------------------------
@@ -273,47 +264,23 @@ def scrape(port: int) -> dict[str, float] | None:
 
 def measure_segue(settings: Settings, events: int, brokers: list[int], log_path: Path) -> Measured:
     worker = WorkerProcess(settings, log_path)
+    launched = time.monotonic()
     worker.start()
     assert worker.proc is not None
-    pid = worker.proc.pid
+
+    def count() -> float:
+        return (scrape(settings.web_port) or {}).get("segue_events_consumed_total", 0.0)
+
+    def check() -> str | None:
+        return None if worker.alive else "the worker exited"
+
     try:
-        launched = time.monotonic()
-        first: Snapshot | None = None
-        count0 = count = 0.0
-        progress = (launched, 0.0)
-        samples: list[tuple[float, float]] = []
-        while count < events:
-            if not worker.alive:
-                raise BenchError(f"the worker exited:\n{worker.log_tail()}")
-            metrics = scrape(settings.web_port)
-            now = time.monotonic()
-            seen = (metrics or {}).get("segue_events_consumed_total", 0.0)
-            if seen > count:
-                if first is None:
-                    first, count0 = Snapshot.take(pid, brokers), seen
-                    progress = (first.wall, seen)
-                    say(f"  worker consuming {now - launched:.1f} s after its start")
-                count = seen
-                samples.append((now, seen))
-            quiet_since = samples[-1][0] if samples else launched
-            limit = STALL_SECONDS if samples else START_SECONDS
-            if now - quiet_since > limit:
-                raise BenchError(
-                    f"the worker consumed nothing new for {limit:.0f} s (at {count:,.0f}):\n"
-                    f"{worker.log_tail()}"
-                )
-            if first is not None and now - progress[0] >= PROGRESS_SECONDS:
-                rate = (count - progress[1]) / (now - progress[0])
-                say(f"  segue    {count:>9,.0f} / {events:,} events  {rate:>9,.0f}/s")
-                progress = (now, count)
-            time.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - now)))
-        assert first is not None
-        end = Snapshot.take(pid, brokers)
-        result = window(first, end, pid, int(count - count0))
+        try:
+            result = drain("segue", worker.proc.pid, events, brokers, count, check, launched)
+        except BenchError as err:
+            raise BenchError(f"{err}\n{worker.log_tail()}") from None
         final = scrape(settings.web_port) or {}
         result |= {
-            "startup_seconds": round(first.wall - launched, 2),
-            "steady_events_per_second": steady_rate(samples, events),
             "duplicates_dropped": int(final.get("segue_duplicates_dropped_total", 0)),
             "dead_letters": int(final.get("segue_dead_letters_total", 0)),
             "decisions": int(final.get("segue_decisions_total", 0)),
@@ -321,15 +288,6 @@ def measure_segue(settings: Settings, events: int, brokers: list[int], log_path:
         return result
     finally:
         worker.stop()
-
-
-def steady_rate(samples: Sequence[tuple[float, float]], events: int) -> float | None:
-    """The rate between 10% and 90% of the events, without start-up and drain."""
-    low = next((s for s in samples if s[1] >= events * 0.1), None)
-    high = next((s for s in samples if s[1] >= events * 0.9), None)
-    if low is None or high is None or high[0] <= low[0]:
-        return None
-    return round((high[1] - low[1]) / (high[0] - low[0]), 1)
 
 
 def ratio(segue: Measured, base: Measured, key: str) -> float | None:

@@ -1,0 +1,149 @@
+"""The Markdown tables of one ``benchmarks.end_to_end`` result, ratios to its baseline."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+NAMES = {
+    "baseline": "(a) raw aiokafka loop",
+    "segue_ingest": "(b) Segue ingest",
+    "segue_decide": "(c) Segue decide",
+}
+
+
+def _num(value: float | int | None, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.{digits}f}"
+
+
+def _ratio(a: float | None, b: float | None, digits: int = 3) -> str:
+    return f"{a / b:.{digits}f}" if a is not None and b else "-"
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def saturation_table(result: dict[str, Any]) -> list[str]:
+    base = result["baseline"]["saturation"]["steady_events_per_second"]
+    lines = [
+        _row(
+            [
+                "path",
+                "events/s, steady (whole drain)",
+                "x baseline",
+                "CPU % of a core",
+                "CPU µs/event",
+                "peak RSS MiB",
+                "broker CPU %",
+                "others' CPU %",
+            ]
+        ),
+        _row(["---"] * 8),
+    ]
+    for path, name in NAMES.items():
+        if path not in result:
+            continue
+        s = result[path]["saturation"]
+        steady = s["steady_events_per_second"]
+        lines.append(
+            _row(
+                [
+                    f"{name}, {result[path]['events']:,} events",
+                    f"{_num(steady)} ({_num(s['events_per_second'])})",
+                    _ratio(steady, base),
+                    _num(s["cpu_percent_of_one_core"]),
+                    _num(s["cpu_microseconds_per_event"]),
+                    _num(s["peak_rss_mib"]),
+                    _num(s["broker_cpu_percent"]),
+                    _num(s["other_cpu_percent"]),
+                ]
+            )
+        )
+    return lines
+
+
+def latency_table(result: dict[str, Any]) -> list[str]:
+    base_p99 = {
+        r["offered_per_second"]: (r.get("latency") or {}).get("p99_ms")
+        for r in result["baseline"]["fixed_loads"]
+    }
+    lines = [
+        _row(
+            [
+                "path",
+                "offered/s (sent/s)",
+                "p50 ms",
+                "p99 ms",
+                "p999 ms",
+                "samples",
+                "p99 x baseline",
+                "CPU % of a core",
+                "RSS MiB",
+                "broker CPU %",
+                "load gen CPU %",
+                "others' CPU %",
+            ]
+        ),
+        _row(["---"] * 12),
+    ]
+    for path, name in NAMES.items():
+        if path not in result:
+            continue
+        for r in result[path]["fixed_loads"]:
+            lat = r.get("latency")
+            if lat:
+                figures = [
+                    _num(lat["p50_ms"], 1),
+                    _num(lat["p99_ms"], 1),
+                    _num(lat["p999_ms"], 1),
+                    f"{lat['samples']:,}",
+                    _ratio(lat["p99_ms"], base_p99.get(r["offered_per_second"]), 2),
+                ]
+            else:
+                why = r["verdict"]
+                figures = [why if why.startswith("not run") else f"not sustained: {why}"]
+                figures += ["", "", "", ""]
+            lines.append(
+                _row(
+                    [
+                        name,
+                        f"{r['offered_per_second']:,} ({_num(r.get('sent_per_second'))})",
+                        *figures,
+                        _num(r.get("cpu_percent_of_one_core")),
+                        _num(r.get("rss_mib")),
+                        _num(r.get("broker_cpu_percent")),
+                        _num(r.get("loadgen_cpu_percent")),
+                        _num(r.get("other_cpu_percent")),
+                    ]
+                )
+            )
+    return lines
+
+
+def markdown(result: dict[str, Any], *, source: str) -> str:
+    """Both tables with a line on where and under what load they were measured."""
+    m = result.get("machine", {})
+    head = (
+        f"`{source}`: {m.get('cpus', '?')} CPUs, load average "
+        f"{m.get('load_average_1min_at_start', 0):.2f} at the start and "
+        f"{m.get('load_average_1min_at_end', 0):.2f} at the end; Apache Kafka "
+        f"{m.get('kafka', '?')}, faust-streaming {m.get('faust-streaming', '?')}, "
+        f"aiokafka {m.get('aiokafka', '?')}, Python {m.get('python', '?')}; "
+        f"{result.get('partitions', '?')} partitions; run took {result.get('run_seconds', '?')} s."
+    )
+    return "\n".join(
+        [
+            head,
+            "",
+            "Saturation (a preloaded backlog drained; steady = between 10% and 90% of it):",
+            "",
+            *saturation_table(result),
+            "",
+            "Event-to-output latency at fixed offered loads (open loop; first 3 s left out):",
+            "",
+            *latency_table(result),
+        ]
+    )

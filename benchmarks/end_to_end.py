@@ -1,0 +1,299 @@
+"""``make bench``: three paths on one fresh local broker, at saturation and at fixed loads.
+
+(a) ``baseline``: a raw aiokafka consume-transform-produce loop (benchmarks/rawloop.py):
+    orjson-parse, a small dict state update, a decision-like record out, no ack awaited
+    per send, flush before commit.
+(b) ``segue_ingest``: ``segue worker`` on ``page_view`` events, which are no decision
+    points: parse, validate, dedupe, profile update (benchmarks/ingest.py's workload).
+(c) ``segue_decide``: ``segue worker`` on decision points (``web.product_view``,
+    ``web.search``, ``web.add_to_cart``, ``web.checkout_started`` of known customers from
+    models/simulator.py's Population), each decided with the River model and written to
+    the decision log. No outcomes are sent back, so the model scores but does not learn.
+
+(a) and (c) get the same events. For each path:
+
+1. **Saturation**: a backlog preloaded before anything runs, drained by a fresh consumer;
+   events/s over the whole drain and steady (between 10% and 90% of it), CPU and peak RSS
+   of the path's process, the broker's CPU, the rest of the machine's.
+2. **Fixed loads**: 1,000/s, 5,000/s and 80% of the steady saturation rate, ascending,
+   each for RUN_SECONDS from an open-loop generator (benchmarks/loadgen.py), latency as
+   defined in benchmarks/openloop.py: from the generator's send to the output's arrival
+   at a measuring consumer, the first WARMUP_SECONDS left out. A load the path does not
+   sustain gets no latency figures; the loads above it are not run.
+   (b) produces no decisions: one event in MARKER_EVERY is a ``web.search`` by a known
+   customer, a marker whose decision times the ingest stream it queues in; its latency
+   is that of the markers only, and the CPU that of the mixed stream.
+
+    .venv/bin/python -m benchmarks.end_to_end          # about 4-4½ minutes here (make bench)
+
+Writes ``benchmarks/results/end_to_end-<UTC time>.json`` and prints the tables
+(benchmarks/bench_tables.py); stops the broker it started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+import engine.localkafka as localkafka
+from benchmarks.backlog import drain, say
+from benchmarks.bench_tables import markdown
+from benchmarks.ingest import create_all, free_port, make_workload, measure_segue, preload
+from benchmarks.loadgen import Template, fixed_load
+from benchmarks.openloop import fixed_rates, template_rest
+from benchmarks.procstats import BenchError
+from benchmarks.rawloop import RawLoop
+from benchmarks.results_io import machine, write_result
+from benchmarks.workers import start_worker, stop_worker
+from engine.actions import TRIGGERS
+from engine.settings import Settings
+from models.simulator import Population
+from topics.catalogue import TopicNames
+
+RUN_SECONDS = 20.0
+"""Length of each fixed-load run, warm-up included."""
+MARKER_EVERY = 20
+CUSTOMERS = 5_000
+TEMPLATES = 20_000
+"""Distinct events a fixed-load run cycles through (each sent with a fresh id and time)."""
+PATHS = ("baseline", "segue_ingest", "segue_decide")
+
+
+# --- workloads ------------------------------------------------------------------------
+
+
+def decision_points(pop: Population, n: int, start_ms: int) -> list[dict[str, Any]]:
+    """The next ``n`` web decision points of ``pop``'s customers, one per millisecond."""
+    out: list[dict[str, Any]] = []
+    while len(out) < n:
+        for ev in pop.activity(start_ms + len(out)):
+            if ev.pop("source") == "web" and f"web.{ev['type']}" in TRIGGERS:
+                out.append(ev)
+    return out[:n]
+
+
+def as_records(docs: list[dict[str, Any]]) -> list[tuple[bytes, bytes]]:
+    return [(str(d["customer_id"]).encode(), orjson.dumps(d)) for d in docs]
+
+
+def as_template(doc: dict[str, Any], key: bytes, *, answered: bool) -> Template:
+    doc = {k: v for k, v in doc.items() if k not in ("event_id", "time")}
+    return Template(key, template_rest(doc, orjson.dumps(doc)), answered)
+
+
+def ingest_templates(customers: int, seed: int) -> list[Template]:
+    """Page views as benchmarks.ingest makes them, one in MARKER_EVERY a marker search."""
+    work = make_workload(TEMPLATES, customers, seed)
+    out = []
+    for i, (key, value) in enumerate(work.records):
+        if i % MARKER_EVERY == MARKER_EVERY - 1:
+            who = f"c-{i % customers:05d}"
+            marker = {"customer_id": who, "type": "search", "query": "shoes", "device": "mobile"}
+            out.append(as_template(marker, who.encode(), answered=True))
+        else:
+            out.append(as_template(orjson.loads(value), key, answered=False))
+    return out
+
+
+# --- the paths ------------------------------------------------------------------------
+
+
+def loads(
+    label: str,
+    saturation: dict[str, Any],
+    offer: Callable[[str, int], dict[str, Any]],
+    seconds: float,
+) -> list[dict[str, Any]]:
+    """The fixed loads of one path, ascending; those above the first it does not sustain
+    are not run (a path that falls behind at one load falls behind at a higher one)."""
+    runs: list[dict[str, Any]] = []
+    failed: int | None = None
+    for i, rate in enumerate(fixed_rates(saturation.get("steady_events_per_second"))):
+        if failed is not None:
+            why = f"not run: {failed:,}/s was not sustained"
+            runs.append({"offered_per_second": rate, "sustained": False, "verdict": why})
+            continue
+        say(f"  {label} at {rate:,}/s offered for {seconds:.0f} s")
+        run = offer(f"{label[0]}{i}", rate)
+        runs.append(run)
+        if not run["sustained"]:
+            failed = rate
+        lat = run.get("latency") or {}
+        say(
+            f"  {label} at {rate:,}/s: {run['verdict']}"
+            + (f"; p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms" if lat else "")
+        )
+    return runs
+
+
+def run(
+    events: dict[str, int], customers: int, seed: int, bootstrap: str | None, seconds: float
+) -> dict[str, Any]:
+    tag = uuid.uuid4().hex[:8]
+    tmp = Path(tempfile.mkdtemp(prefix="segue-bench-e2e-"))
+    kafka_dir = tmp / "kafka"
+    base = replace(
+        Settings(),
+        topic_prefix=f"e2e{tag}.",
+        app_id=f"segue-e2e-{tag}",
+        data_dir=tmp,
+        cache_dir=Settings.from_env().cache_dir,
+    )
+    apps = {
+        path: replace(
+            base,
+            topic_prefix=f"{base.topic_prefix}{path[6:]}.",
+            app_id=f"{base.app_id}-{path[6:]}",
+            web_port=free_port(),
+        )
+        for path in PATHS[1:]
+    }
+    raw_in, raw_out = f"{base.topic_prefix}baseline.in", f"{base.topic_prefix}baseline.out"
+    brokers: list[int] = []
+    result: dict[str, Any] = {"benchmark": "end_to_end", "partitions": base.partitions}
+    external = bootstrap is not None
+    try:
+        if bootstrap is None:
+            say("starting a local Apache Kafka")
+            localkafka.start(kafka_dir, cache_dir=base.cache_dir, progress=say)
+            cluster = localkafka.status(kafka_dir)
+            assert cluster is not None
+            bootstrap = cluster.bootstrap
+            brokers = [n.pid for n in cluster.nodes if n.running]
+        apps = {k: replace(s, kafka_bootstrap=bootstrap) for k, s in apps.items()}
+        say(f"broker {bootstrap}; topic prefix {base.topic_prefix}; logs in {tmp}")
+        asyncio.run(create_all(apps["segue_ingest"], [raw_in, raw_out]))
+        asyncio.run(create_all(apps["segue_decide"], []))
+
+        now_ms = time.time_ns() // 1_000_000
+        pop = Population(customers, seed=seed)
+        backlog = as_records(decision_points(pop, events["decide"], now_ms - events["decide"]))
+        decide_templates = [
+            as_template(d, str(d["customer_id"]).encode(), answered=True)
+            for d in decision_points(pop, TEMPLATES, now_ms)
+        ]
+        ingest = make_workload(events["ingest"], customers, seed)
+        raw_backlog = (backlog * (events["baseline"] // len(backlog) + 1))[: events["baseline"]]
+        say(
+            f"workloads: {len(raw_backlog):,} decision points for the baseline, "
+            f"{events['ingest']:,} page views ({ingest.anonymous:,} anonymous, "
+            f"{ingest.duplicates:,} re-sent), {len(backlog):,} decision points for the worker"
+        )
+        web = {k: TopicNames(s.topic_prefix).source("web") for k, s in apps.items()}
+        asyncio.run(preload(bootstrap, [raw_in], raw_backlog))
+        asyncio.run(preload(bootstrap, [web["segue_ingest"]], ingest.records))
+        asyncio.run(preload(bootstrap, [web["segue_decide"]], backlog))
+
+        def offer(
+            label: str, pid: int, in_topic: str, out_topic: str, templates: list[Template]
+        ) -> Callable[[str, int], dict[str, Any]]:
+            def go(run_id: str, rate: int) -> dict[str, Any]:
+                return fixed_load(
+                    f"{label} {rate:,}/s",
+                    bootstrap=str(bootstrap),
+                    in_topic=in_topic,
+                    out_topic=out_topic,
+                    partitions=base.partitions,
+                    templates=templates,
+                    run=run_id,
+                    rate=rate,
+                    seconds=seconds,
+                    pid=pid,
+                    brokers=brokers,
+                )
+
+            return go
+
+        say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
+        loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
+        launched = time.monotonic()
+        pid = loop.start()
+        try:
+            n = len(raw_backlog)
+            sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+            say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
+            runs = loads(
+                "baseline", sat, offer("baseline", pid, raw_in, raw_out, decide_templates), seconds
+            )
+        finally:
+            loop.stop()
+        result["baseline"] = {"events": len(raw_backlog), "saturation": sat, "fixed_loads": runs}
+
+        ingest_tpl = ingest_templates(customers, seed + 1)
+        for path, label, n, templates in (
+            ("segue_ingest", "(b) segue ingest", events["ingest"], ingest_tpl),
+            ("segue_decide", "(c) segue decide", events["decide"], decide_templates),
+        ):
+            settings = apps[path]
+            log = tmp / f"worker-{path}.log"
+            say(f"{label}: a worker on a backlog of {n:,} (log: {log})")
+            sat = measure_segue(settings, n, brokers, log)
+            say(f"  {path} {sat['steady_events_per_second']:,} events/s steady")
+            started = start_worker(settings, log, path, brokers)
+            assert started.worker.proc is not None
+            decisions = TopicNames(settings.topic_prefix).decision_log
+            go = offer(path, started.worker.proc.pid, web[path], decisions, templates)
+            try:
+                runs = loads(path, sat, go, seconds)
+            finally:
+                stop_worker(started)
+            result[path] = {"events": n, "saturation": sat, "fixed_loads": runs}
+        result |= {"marker_every": MARKER_EVERY, "run_seconds_per_load": seconds}
+    finally:
+        if not external:
+            localkafka.stop(kafka_dir)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--baseline-events", type=int, default=150_000)
+    parser.add_argument("--ingest-events", type=int, default=50_000)
+    parser.add_argument("--decide-events", type=int, default=30_000)
+    parser.add_argument("--customers", type=int, default=CUSTOMERS)
+    parser.add_argument(
+        "--seconds", type=float, default=RUN_SECONDS, help="length of each fixed-load run"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--bootstrap", metavar="HOST:PORT", help="use this broker instead of starting one"
+    )
+    args = parser.parse_args()
+    events = {
+        "baseline": args.baseline_events,
+        "ingest": args.ingest_events,
+        "decide": args.decide_events,
+    }
+    if min(events.values()) < 1000 or args.customers < 1:
+        parser.error("each backlog needs at least 1,000 events and one customer")
+    started, load = time.monotonic(), os.getloadavg()
+    try:
+        result = run(events, args.customers, args.seed, args.bootstrap, args.seconds)
+    except (BenchError, localkafka.LocalKafkaError) as err:
+        sys.exit(f"benchmark failed: {err}")
+    result["machine"] = machine(
+        load_average_1min_at_start=load[0],
+        load_average_1min_at_end=os.getloadavg()[0],
+        kafka=localkafka.KAFKA_VERSION if args.bootstrap is None else "external",
+    )
+    result["run_seconds"] = round(time.monotonic() - started, 1)
+    out = write_result("end_to_end", result)
+    print()
+    print(markdown(result, source=f"results/{out.name}"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,358 @@
+"""One fixed-load run: an open-loop generator, a measuring consumer, and the path between.
+
+Each runs in a process of its own (spawned, so neither holds the other's memory):
+
+* ``generate`` sends templates round-robin to the input topic at a fixed rate, stamping
+  each as :mod:`benchmarks.openloop` describes, never waiting for an ack; it catches up
+  in a burst when it falls behind its schedule and reports how far behind it got.
+* ``collect`` reads the output topic from its end as of before the run and records, for
+  the first output of each of the run's events, its latency.
+
+:func:`fixed_load` starts both around the path under test (a worker or the raw loop,
+already running), stops the sending early when the backlog grows past recovery, and
+measures the CPU of the path, the broker, the two load processes and the rest of the
+machine over the counted part of the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import queue
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.structs import TopicPartition
+
+from benchmarks.backlog import say
+from benchmarks.openloop import (
+    ABORT_BACKLOG_SECONDS,
+    WARMUP_SECONDS,
+    due,
+    read_output,
+    stamped,
+    summary,
+    verdict,
+)
+from benchmarks.procstats import (
+    CLK_TCK,
+    BenchError,
+    broker_ticks,
+    busy_ticks,
+    cpu_ticks,
+    status_kib,
+)
+
+DRAIN_SECONDS = 10.0
+"""How long outputs may keep arriving after the sending ended (a steady backlog drains)."""
+TICK_SECONDS = 0.001
+ACK_SAMPLE_EVERY = 16
+"""One event in this many also times its producer ack: the first leg of the latency."""
+COLLECT_WAIT_MS = 50
+POLL_SECONDS = 0.25
+PROGRESS_SECONDS = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Template:
+    key: bytes
+    rest: bytes
+    """The event's JSON less its opening brace (openloop.template_rest)."""
+    answered: bool
+    """Whether the path outputs something for this event (counted towards the backlog)."""
+
+
+# --- the generator process ------------------------------------------------------------
+
+
+def generate(
+    bootstrap: str,
+    topic: str,
+    templates: Sequence[Template],
+    run: str,
+    rate: float,
+    seconds: float,
+    stop: Event,
+    finished: Event,
+    release: Event,
+    started_ns: Synchronized[int],
+    expected: Synchronized[int],
+    results: multiprocessing.Queue[dict[str, Any]],
+) -> None:
+    results.put(
+        asyncio.run(
+            _generate(bootstrap, topic, templates, run, rate, seconds, stop, started_ns, expected)
+        )
+    )
+    # Stay until told, so the parent can read this process's CPU time after the sending.
+    finished.set()
+    release.wait(120)
+
+
+async def _generate(
+    bootstrap: str,
+    topic: str,
+    templates: Sequence[Template],
+    run: str,
+    rate: float,
+    seconds: float,
+    stop: Event,
+    started_ns: Synchronized[int],
+    expected: Synchronized[int],
+) -> dict[str, Any]:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        sent = answered = 0
+        behind_max = 0
+        acks: list[float] = []
+        t0 = time.monotonic()
+        started_ns.value = time.time_ns()
+        while not stop.is_set():
+            elapsed = time.monotonic() - t0
+            if elapsed >= seconds:
+                break
+            target = due(rate, elapsed)
+            behind_max = max(behind_max, target - sent)
+            while sent < target:
+                t = templates[sent % len(templates)]
+                sent_ns = time.time_ns()
+                acked = await producer.send(topic, stamped(t.rest, run, sent, sent_ns), key=t.key)
+                if sent % ACK_SAMPLE_EVERY == 0:
+                    acked.add_done_callback(
+                        lambda _, at=sent_ns: acks.append((time.time_ns() - at) / 1e6)
+                    )
+                sent += 1
+                answered += t.answered
+            expected.value = answered
+            await asyncio.sleep(TICK_SECONDS)
+        took = time.monotonic() - t0
+        await producer.flush()
+        return {
+            "sent": sent,
+            "answered": answered,
+            "send_seconds": round(took, 3),
+            "sent_per_second": round(sent / took, 1) if took else None,
+            "most_behind_schedule_ms": round(behind_max / rate * 1000, 1),
+            "generator_ack": summary(acks),
+        }
+    finally:
+        await producer.stop()
+
+
+# --- the measuring consumer process ---------------------------------------------------
+
+
+def collect(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    run: str,
+    ready: Event,
+    stop: Event,
+    arrived: Synchronized[int],
+    results: multiprocessing.Queue[list[tuple[int, float, float | None]]],
+) -> None:
+    results.put(asyncio.run(_collect(bootstrap, topic, partitions, run, ready, stop, arrived)))
+
+
+async def _collect(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    run: str,
+    ready: Event,
+    stop: Event,
+    arrived: Synchronized[int],
+) -> list[tuple[int, float, float | None]]:
+    """(sent_ns, latency ms, decided_at - event time ms) of each of the run's events."""
+    # A short fetch wait: a fetch request that leaves out a partition whose records are
+    # still buffered is held by the broker until then (benchmarks/README.md, the fetch
+    # wait), and this consumer is the instrument.
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=COLLECT_WAIT_MS
+    )
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        for tp in tps:
+            await consumer.position(tp)  # resolve the end offsets now, before any sending
+        ready.set()
+        seen: set[int] = set()
+        out: list[tuple[int, float, float | None]] = []
+        while not stop.is_set():
+            batches = await consumer.getmany(timeout_ms=100)
+            now_ns = time.time_ns()
+            for records in batches.values():
+                for rec in records:
+                    got = read_output(rec.value, run)
+                    if got is None or got.seq in seen:
+                        continue
+                    seen.add(got.seq)
+                    engine = None
+                    if got.decided_at_ms is not None:
+                        engine = float(got.decided_at_ms - got.sent_ns // 1_000_000)
+                    out.append((got.sent_ns, (now_ns - got.sent_ns) / 1e6, engine))
+            arrived.value = len(seen)
+        return out
+    finally:
+        await consumer.stop()
+
+
+# --- one run, from the parent ---------------------------------------------------------
+
+
+@dataclass
+class Ticks:
+    """CPU ticks of everything measured, at one moment."""
+
+    wall: float
+    path: int
+    load: int
+    broker: int | None
+    machine: int
+
+    @classmethod
+    def take(cls, path: int, load: Sequence[int], brokers: Sequence[int]) -> Ticks:
+        return cls(
+            time.monotonic(),
+            cpu_ticks(path),
+            sum(cpu_ticks(p) for p in load),
+            broker_ticks(brokers),
+            busy_ticks(),
+        )
+
+
+def cpu_between(a: Ticks, b: Ticks) -> dict[str, float | None]:
+    """% of one core: the path, the broker, the load generator and consumer, the rest."""
+    wall = b.wall - a.wall
+
+    def pct(ticks: int) -> float:
+        return round(ticks / CLK_TCK / wall * 100, 1)
+
+    broker = None if a.broker is None or b.broker is None else b.broker - a.broker
+    other = b.machine - a.machine - (b.path - a.path) - (b.load - a.load) - (broker or 0)
+    return {
+        "cpu_percent_of_one_core": pct(b.path - a.path),
+        "broker_cpu_percent": None if broker is None else pct(broker),
+        "loadgen_cpu_percent": pct(b.load - a.load),
+        "other_cpu_percent": pct(max(0, other)),
+    }
+
+
+def fixed_load(
+    label: str,
+    *,
+    bootstrap: str,
+    in_topic: str,
+    out_topic: str,
+    partitions: int,
+    templates: Sequence[Template],
+    run: str,
+    rate: int,
+    seconds: float,
+    pid: int,
+    brokers: Sequence[int],
+) -> dict[str, Any]:
+    """Offer ``rate`` events/s for ``seconds`` to the path running as ``pid``."""
+    # The backlog counts outputs: (b) answers only its markers.
+    out_rate = rate * sum(t.answered for t in templates) / len(templates)
+    ctx = multiprocessing.get_context("spawn")
+    ready, finished, release = ctx.Event(), ctx.Event(), ctx.Event()
+    stop_gen, stop_col = ctx.Event(), ctx.Event()
+    started_ns, expected, arrived = ctx.Value("q", 0), ctx.Value("q", 0), ctx.Value("q", 0)
+    gen_out: multiprocessing.Queue[dict[str, Any]] = ctx.Queue()
+    col_out: multiprocessing.Queue[list[tuple[int, float, float | None]]] = ctx.Queue()
+    col = ctx.Process(
+        target=collect,
+        args=(bootstrap, out_topic, partitions, run, ready, stop_col, arrived, col_out),
+    )
+    gen = ctx.Process(
+        target=generate,
+        args=(bootstrap, in_topic, templates, run, rate, seconds, stop_gen, finished, release),
+        kwargs={"started_ns": started_ns, "expected": expected, "results": gen_out},
+    )
+    col.start()
+    try:
+        if not ready.wait(60):
+            raise BenchError(f"{label}: the measuring consumer was not ready in 60 s")
+        gen.start()
+        assert gen.pid is not None and col.pid is not None
+        loaders = [gen.pid, col.pid]
+        first: Ticks | None = None
+        backlog_warm = 0
+        aborted = False
+        next_report = time.monotonic() + PROGRESS_SECONDS
+        while not finished.is_set():
+            if not gen.is_alive():
+                raise BenchError(f"{label}: the generator exited with {gen.exitcode}")
+            time.sleep(POLL_SECONDS)
+            if not started_ns.value:
+                continue
+            in_run = time.time_ns() / 1e9 - started_ns.value / 1e9
+            backlog = expected.value - arrived.value
+            if first is None and in_run >= WARMUP_SECONDS:
+                first, backlog_warm = Ticks.take(pid, loaders, brokers), backlog
+            if first and not aborted and backlog > out_rate * ABORT_BACKLOG_SECONDS:
+                say(f"  {label}: {backlog:,} outputs behind after {in_run:.0f} s; stopping")
+                stop_gen.set()
+                aborted = True
+            if time.monotonic() >= next_report:
+                say(f"  {label}: {in_run:4.0f} s  sent {expected.value:>8,}  behind {backlog:>7,}")
+                next_report += PROGRESS_SECONDS
+        last = Ticks.take(pid, loaders, brokers)
+        rss = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
+        backlog_end = expected.value - arrived.value
+        judged = verdict(out_rate, backlog_warm, backlog_end, aborted=aborted, drained=True)
+        drain_until = time.monotonic() + (DRAIN_SECONDS if judged.sustained else 1.0)
+        while arrived.value < expected.value and time.monotonic() < drain_until:
+            time.sleep(0.05)
+        drained = arrived.value >= expected.value
+        release.set()
+        stop_col.set()
+        gen_result = _get(gen_out, label, "generator")
+        samples = _get(col_out, label, "consumer")
+    finally:
+        stop_gen.set()
+        release.set()
+        stop_col.set()
+        for proc in (gen, col):
+            if proc.pid is not None:
+                proc.join(30)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+    counted_from = started_ns.value + int(WARMUP_SECONDS * 1e9)
+    counted = [s for s in samples if s[0] >= counted_from]
+    judged = verdict(out_rate, backlog_warm, backlog_end, aborted=aborted, drained=drained)
+    result: dict[str, Any] = {
+        "offered_per_second": rate,
+        **gen_result,
+        "outputs_received": len(samples),
+        "backlog_after_warmup": backlog_warm,
+        "backlog_at_end": backlog_end,
+        "sustained": judged.sustained,
+        "verdict": judged.reason,
+    }
+    if judged.sustained:
+        result["latency"] = summary(s[1] for s in counted)
+        result["decided_minus_event_time"] = summary(s[2] for s in counted if s[2] is not None)
+    if first is not None and last.wall > first.wall:
+        result |= cpu_between(first, last)
+        result["cpu_window_seconds"] = round(last.wall - first.wall, 2)
+    result |= {"rss_mib": round(rss[0] / 1024, 1), "peak_rss_mib": round(rss[1] / 1024, 1)}
+    return result
+
+
+def _get(results: multiprocessing.Queue[Any], label: str, what: str) -> Any:
+    try:
+        return results.get(timeout=60)
+    except queue.Empty:
+        raise BenchError(f"{label}: the {what} process returned nothing in 60 s") from None

@@ -1,0 +1,147 @@
+"""The end-to-end benchmark's pure accounting: schedule, stamps, percentiles, verdicts."""
+
+from __future__ import annotations
+
+import doctest
+import random
+from types import ModuleType
+from typing import Any
+
+import orjson
+import pytest
+
+from benchmarks import backlog, bench_tables, openloop, rawloop
+from benchmarks.openloop import (
+    due,
+    fixed_rates,
+    percentile,
+    read_output,
+    stamped,
+    summary,
+    template_rest,
+    verdict,
+)
+
+
+@pytest.mark.parametrize("module", [openloop, backlog, rawloop])
+def test_docstring_examples_run(module: ModuleType) -> None:
+    result = doctest.testmod(module)
+    assert result.failed == 0
+
+
+def test_an_open_loop_schedule_is_exact_and_never_ahead() -> None:
+    assert [due(5000, t / 1000) for t in (0, 1, 2, 10, 1000)] == [0, 5, 10, 50, 5000]
+    # Ticks of any length add up to the same count: a late tick catches up in one burst.
+    assert due(1000, 0.5) + (due(1000, 20.0) - due(1000, 0.5)) == 20_000
+
+
+def test_a_stamped_event_is_valid_json_and_its_output_gives_the_stamp_back() -> None:
+    doc = {"customer_id": "c-1", "type": "search", "query": "shoes"}
+    value = stamped(template_rest(doc, orjson.dumps(doc)), "c3", 41, 1_800_000_000_987_654_321)
+    parsed = orjson.loads(value)
+    assert parsed == doc | {"event_id": "Lc3-41-1800000000987654321", "time": 1_800_000_000_987}
+    # A decision names the event in its event_id and stamps decided_at_ms later on.
+    decision = orjson.dumps({"decision_id": "d-1", "event_id": parsed["event_id"], "x": [1]})
+    decision = decision[:-1] + b',"decided_at_ms":1800000000995}'
+    out = read_output(decision, "c3")
+    assert out is not None
+    assert (out.seq, out.sent_ns, out.decided_at_ms) == (
+        41,
+        1_800_000_000_987_654_321,
+        1_800_000_000_995,
+    )
+    assert read_output(decision, "c31") is None
+    assert read_output(b'{"event_id":"pv-00000001"}', "c3") is None
+    assert read_output(None, "c3") is None
+
+
+def test_a_template_may_not_carry_its_own_id_or_time() -> None:
+    for doc in ({"event_id": "x", "type": "a"}, {"time": 1, "type": "a"}, {}):
+        with pytest.raises(ValueError):
+            template_rest(doc, orjson.dumps(doc))
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 1001)]  # 1..1000 ms
+    random.Random(1).shuffle(values)
+    ordered = sorted(values)
+    assert percentile(ordered, 0.5) == 500.0
+    assert percentile(ordered, 0.99) == 990.0
+    assert percentile(ordered, 0.999) == 999.0
+    assert percentile(ordered, 1.0) == 1000.0
+    assert percentile([7.0], 0.999) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 0.5)
+    with pytest.raises(ValueError):
+        percentile(ordered, 0.0)
+    assert summary(values) == {
+        "samples": 1000,
+        "p50_ms": 500.0,
+        "p99_ms": 990.0,
+        "p999_ms": 999.0,
+        "max_ms": 1000.0,
+    }
+
+
+def test_p999_needs_a_thousand_samples() -> None:
+    assert summary([1.0] * 999)["p999_ms"] is None
+    assert summary([])["samples"] == 0
+
+
+def test_a_steady_backlog_is_latency_but_a_growing_one_is_not_sustained() -> None:
+    assert verdict(1000, 900, 1100, aborted=False, drained=True).sustained
+    grows = verdict(1000, 900, 1901, aborted=False, drained=True)
+    assert not grows.sustained and grows.reason.startswith("lag grows")
+    assert not verdict(1000, 0, 0, aborted=True, drained=True).sustained
+    assert not verdict(1000, 0, 10, aborted=False, drained=False).sustained
+
+
+def test_fixed_loads_are_ascending_and_include_80_percent_of_saturation() -> None:
+    assert fixed_rates(2890.0) == [1000, 2310, 5000]
+    assert fixed_rates(1250.0) == [1000, 5000]  # 80% rounds to 1,000: run once
+    assert fixed_rates(5.0) == [10, 1000, 5000]
+    assert fixed_rates(None) == [1000, 5000]
+
+
+def test_steady_rate_leaves_out_start_up_and_drain() -> None:
+    samples = [(0.0, 0.0), (5.0, 10.0), (6.0, 200.0), (7.0, 400.0), (8.0, 950.0), (20.0, 1000.0)]
+    assert backlog.steady_rate(samples, 1000) == round((950 - 200) / 2, 1)
+    assert backlog.steady_rate(samples[:3], 1000) is None
+
+
+def test_the_raw_loop_keeps_state_per_customer() -> None:
+    state: dict[str, dict[str, Any]] = {}
+    for i, kind in enumerate(["product_view", "search", "product_view"]):
+        doc = {"event_id": f"e{i}", "customer_id": "c1", "type": kind, "time": 10 + i}
+        out = orjson.loads(rawloop.transform(doc, state, 99))
+    assert out["action"] == "product_recommendation" and out["decided_at_ms"] == 99
+    assert state["c1"]["events"] == 3 and state["c1"]["types"] == {"product_view": 2, "search": 1}
+
+
+def test_the_tables_show_ratios_to_the_baseline_and_unsustained_loads() -> None:
+    sat = {
+        "steady_events_per_second": 20_000.0,
+        "events_per_second": 18_000.0,
+        "cpu_percent_of_one_core": 90.0,
+        "cpu_microseconds_per_event": 45.0,
+        "peak_rss_mib": 120.0,
+        "broker_cpu_percent": 50.0,
+        "other_cpu_percent": 5.0,
+    }
+    lat = {"samples": 17_000, "p50_ms": 3.0, "p99_ms": 10.0, "p999_ms": 20.0, "max_ms": 30.0}
+    ok = {"offered_per_second": 1000, "sent_per_second": 1000.0, "latency": lat}
+    result = {
+        "baseline": {"events": 1, "saturation": sat, "fixed_loads": [ok]},
+        "segue_decide": {
+            "events": 1,
+            "saturation": sat | {"steady_events_per_second": 1000.0},
+            "fixed_loads": [
+                ok | {"latency": lat | {"p99_ms": 50.0}},
+                {"offered_per_second": 5000, "verdict": "lag grows: ...", "sustained": False},
+            ],
+        },
+    }
+    text = bench_tables.markdown(result, source="x.json")
+    assert "| (c) Segue decide, 1 events | 1,000 (18,000) | 0.050 |" in text
+    assert "| 5.00 |" in text  # p99 at 1,000/s against the baseline's
+    assert "not sustained: lag grows" in text
