@@ -20,6 +20,8 @@ What comes from where:
 - consent: ``opted_out`` channels; an unsubscribed or complained outcome or an opt-out
   adds one, an opt-in removes it.
 - contact history: when each channel last reached the customer (``record_contact``).
+- dismissals: when the customer lately dismissed each action (``record_outcome``), which
+  the contact policy's outcome-based suppression counts (``engine.contact_policy``).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from engine import contacts, decay, dedup
+from engine import contacts, decay, dedup, dismissals
 from engine.decay import Activity
 from engine.dedup import short_hash
 from engine.journey_memory import (
@@ -87,6 +89,8 @@ class Profile:
     opted_out: tuple[str, ...] = ()
     contacts: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Channel -> recent contact times, packed (``engine.contacts``)."""
+    dismissals: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Action id -> recent dismissal times, packed (``engine.dismissals``)."""
     offsets: dict[str, int] = field(default_factory=dict)
     pending: tuple[Pending, ...] = ()
     decisions: int = 0
@@ -152,8 +156,9 @@ def _upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     doc["pending"] = tuple(Pending.load(item) for item in doc.get("pending", ()))
     doc["recent"] = Activity(**doc["recent"]) if "recent" in doc else Activity()
     doc["journeys"] = memory_from_doc(doc.get("journeys"))
-    if "contacts" in doc:
-        doc["contacts"] = {ch: tuple(times) for ch, times in doc["contacts"].items()}
+    for packed in ("contacts", "dismissals"):
+        if packed in doc:
+            doc[packed] = {k: tuple(times) for k, times in doc[packed].items()}
     return doc
 
 
@@ -267,6 +272,21 @@ def record_contact(p: Profile, channel: str, time_ms: int) -> Profile:
     event's time). Keeps ``engine.contacts.WINDOW_S`` and at most MAX_CONTACTS per
     channel, which is what a frequency cap needs."""
     return replace(p, contacts=contacts.add(p.contacts, channel, time_ms // 1000))
+
+
+SUPPRESSING_OUTCOMES = frozenset({"dismissed"})
+"""Outcomes the profile remembers per action for the contact policy's suppression. An
+unsubscribe or complaint is not among them: it withdraws consent for the whole channel
+(``apply_event``)."""
+
+
+def record_outcome(p: Profile, action: str, outcome: str, time_ms: int) -> Profile:
+    """Remember what the customer did with ``action`` at ``time_ms`` (the outcome's event
+    time): a dismissal is kept, within ``engine.dismissals``' bounds; any other outcome
+    leaves the profile as it is."""
+    if outcome not in SUPPRESSING_OUTCOMES:
+        return p
+    return replace(p, dismissals=dismissals.add(p.dismissals, action, time_ms // 1000))
 
 
 def seen_before(p: Profile, dedup_key: str) -> bool:

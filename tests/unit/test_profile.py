@@ -20,6 +20,7 @@ from engine.profile import (
     Profile,
     apply_event,
     record_contact,
+    record_outcome,
     remember,
     seen_before,
     take_pending,
@@ -132,6 +133,18 @@ def test_contacts_are_recorded_per_channel_in_seconds() -> None:
     assert p.contacts == {"email": (T // 1000, 60), "push": (T // 1000,)}
 
 
+def test_dismissals_are_remembered_per_action_in_seconds_other_outcomes_not() -> None:
+    p = record_outcome(Profile("c1"), "discount_offer", "dismissed", T + 999)
+    assert record_outcome(p, "discount_offer", "converted", T + 5_000) is p
+    assert record_outcome(p, "discount_offer", "unsubscribed", T + 5_000) is p
+    p = record_outcome(p, "discount_offer", "dismissed", T + 86_400_000)
+    assert p.dismissals == {"discount_offer": (T // 1000, 86_400)}
+    assert Profile.decode(p.encode()) == p
+    assert len(p.encode()) - len(Profile("c1").encode()) == len(
+        b',"dismissals":{"discount_offer":[1800000000,86400]}'
+    )
+
+
 def test_pending_decisions_are_bounded_and_taken_once() -> None:
     p = Profile("c1")
     for i in range(MAX_PENDING + 2):
@@ -160,6 +173,7 @@ def full() -> Profile:
     for i, e in enumerate(events):
         p = apply(p, e, offset=i)
     p = record_contact(remember(p, pending(1)), "email", T)
+    p = record_outcome(p, "discount_offer", "dismissed", T)
     cart = {"name": "web.add_to_cart", "product_id": "p1", "price": 10.0}
     journeys, _ = on_event(default_catalogue(), p.journeys, cart, view(p, T), now_ms=T)
     assert journeys.active  # cart recovery is waiting for an order
@@ -188,6 +202,7 @@ def test_a_profile_written_before_these_fields_still_decodes() -> None:
     ] + ["support_followup:agent"]
     assert p.pending[0].key == short_hash("d-5469c1acb373ed2e57377d830ba3c45d")
     assert (p.timezone, p.csat, p.contacts, p.last_order_ms) == (None, None, {}, 0)
+    assert p.dismissals == {}
     assert Profile.decode(p.encode()) == p
     assert len(p.encode()) < len(raw) // 4
 

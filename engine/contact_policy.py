@@ -1,0 +1,353 @@
+"""The contact policy: whether a customer may be contacted now, on this channel, with this.
+
+Pure: a profile, one candidate contact and the time in, a :class:`Verdict` out. All the
+state it reads is the customer's own profile (consent, contact history, dismissals), so
+caps hold across journeys, next-best-action and workers: one customer's decisions are
+made one after another on one partition, and each accepted contact is in the profile
+the next decision reads.
+
+The rules, checked in this order; the first that fails is the verdict's reason (one of
+:data:`REASONS`, a bounded set fit for a metric label):
+
+1. ``no_consent``: the customer opted out of the channel, or unsubscribed or complained
+   on it (``Profile.opted_out``). Binds every class, transactional included.
+2. Transactional actions (an order confirmation, a password reset) pass the rest.
+3. ``suppressed_outcome``: the customer dismissed this action ``suppress_after`` times
+   within ``dismissal_window_s``; it is suppressed for ``suppress_for_s`` after the last
+   of them, on every channel.
+4. ``quiet_hours``: the channel is subject to quiet hours and it is quiet hours where the
+   customer is. If the policy moves that channel's contacts to another one (push to
+   in-app by default) and the rest of the rules allow that channel now, the verdict
+   allows the contact *there* (``Verdict.channel``). Otherwise it is refused with
+   ``defer_until_ms``, the first moment the quiet hours end: the caller may hold the
+   action until then and ask again.
+5. ``cap_channel_day``, ``cap_channel_week``, ``cap_total_day``, ``cap_total_week``:
+   the contacts already made on the channel, or on all channels, that day or that week.
+6. ``min_gap``: another contact, on any channel, less than ``min_gap_s`` away.
+
+Time is the customer's local time: the profile's ``timezone``, or the policy's
+``default_timezone`` for a customer without one (or with a name this host's tz database
+does not know). "A day" is the local calendar day, midnight to midnight, which is what
+a customer perceives ("three messages today"); on a day a DST change shortens or
+lengthens, the day is 23 or 25 hours. "A week" is the last seven days (168 hours),
+rolling: no seven consecutive days ever hold more than the weekly cap, where a calendar
+week would allow twice the cap across a Sunday night. The history the caps count
+(``engine.contacts``) keeps exactly those seven days.
+
+Every accepted contact counts towards the caps and the gap of the ones after it,
+transactional ones included: the customer gets every message. A transactional contact
+is counted like the others; it is just never refused for what came before.
+
+How it is wired, per customer and moment (``now_ms`` the deciding event's time, or
+the journey timer's wake time):
+
+1. For each candidate ``(action, class, channel)``, ``check(policy, profile, ...)``.
+   A refused candidate is excluded with ``verdict.reason`` (the decision log's
+   ``excluded_by`` and the suppressions-by-reason metric); a journey act tries its
+   channels in order and takes the first allowed one.
+2. For the contact that goes out, ``profile = accept(profile, verdict)`` before the
+   next candidate of the same moment is checked: the second of two journeys acting on
+   one event, or next-best-action after a journey, then sees the slot the first took.
+   The contact goes out on ``verdict.channel``.
+3. A ``quiet_hours`` refusal says when the channel opens again: a journey may set a
+   timer for ``defer_until_ms`` and check again then; next-best-action has no timers
+   and simply takes another candidate or stays quiet.
+
+>>> from engine.profile import Profile
+>>> p = Profile("c1", timezone="Europe/Berlin")
+>>> nine = 1_800_000_000_000  # 2027-01-15 09:00 in Berlin
+>>> first = check(DEFAULT_POLICY, p, "discount_offer", "marketing", "email", now_ms=nine)
+>>> first.allowed, first.channel
+(True, 'email')
+>>> p = accept(p, first)
+>>> check(DEFAULT_POLICY, p, "cart_reminder", "marketing", "email", now_ms=nine).reason
+'cap_channel_day'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from types import MappingProxyType
+from typing import Literal, NamedTuple, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from engine import contacts, dismissals
+from engine.actions import ActionClass
+from engine.profile import Profile, record_contact
+
+DAY_S = 86_400
+WEEK_S = 7 * DAY_S
+
+Reason = Literal[
+    "no_consent",
+    "suppressed_outcome",
+    "quiet_hours",
+    "cap_channel_day",
+    "cap_channel_week",
+    "cap_total_day",
+    "cap_total_week",
+    "min_gap",
+]
+REASONS: tuple[Reason, ...] = get_args(Reason)
+"""Every reason a contact can be refused, in the order the rules are checked."""
+
+
+class Cap(NamedTuple):
+    """Most contacts per local calendar day, and per rolling seven days."""
+
+    day: int
+    week: int
+
+
+def _zone(name: str) -> ZoneInfo | None:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):
+        return None
+
+
+_AS_EMAIL = Cap(1, 3)
+_TOTAL = Cap(3, 10)
+
+
+def _channel_caps() -> Mapping[str, Cap]:
+    caps = {
+        # Inboxes fill up: one a day, three a week keeps a brand out of the spam folder.
+        "email": _AS_EMAIL,
+        # A text interrupts and may cost the customer; carriers flag frequent senders.
+        "sms": Cap(1, 2),
+        # Push is cheap to ignore but quick to get the app's notifications turned off.
+        "push": Cap(2, 5),
+        # In-app is only seen while the customer is in the app and asked for nothing.
+        "inapp": Cap(3, 10),
+        # A person calls or writes: rare, and the agents' time is the scarce thing.
+        "agent": Cap(1, 2),
+    }
+    return MappingProxyType(caps)  # DEFAULT_POLICY's must not change under its users
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPolicy:
+    """How often, and when, a customer may be contacted. The defaults are a cautious
+    start for a retail brand; each says why it is what it is. They live here, not in
+    ``engine.settings``, until the policy is wired into the worker: a ``SEGUE_*`` variable
+    that changed nothing would mislead an operator."""
+
+    channel_caps: Mapping[str, Cap] = field(default_factory=_channel_caps)
+    """Per channel, most contacts per local day and per week. A week cap may be at most
+    ``engine.contacts.MAX_CONTACTS`` (20): the history keeps no more per channel."""
+    other_channel_cap: Cap = _AS_EMAIL
+    """The cap of a channel ``channel_caps`` does not name: as cautious as email."""
+    total_cap: Cap = _TOTAL
+    """Most contacts over all channels: three a day and ten a week is about where
+    unsubscribe rates start to climb, whatever mix of channels carries them."""
+    min_gap_s: int = 3_600
+    """Least time between two contacts on any channel: two messages within the hour read
+    as one too many, and the second one's effect cannot be told from the first's."""
+    quiet_start: time = time(21, 0)
+    """Local time quiet hours begin. With ``quiet_end`` before it, the window wraps
+    midnight; equal to ``quiet_end``, there are no quiet hours."""
+    quiet_end: time = time(8, 0)
+    """Local time quiet hours end: the first moment a deferred contact may go out."""
+    quiet_exempt: frozenset[str] = frozenset({"inapp"})
+    """Channels quiet hours do not apply to: in-app messages are only seen when the
+    customer opens the app, so they never wake anyone."""
+    quiet_fallback: Mapping[str, str] = field(
+        default_factory=lambda: MappingProxyType({"push": "inapp"})
+    )
+    """Channels whose contacts move to another channel in quiet hours instead of waiting
+    for the morning: a push that would buzz at night is shown in the app instead, where
+    the customer sees it if they are using it (a push is about now; by the morning it is
+    stale). Every other channel's contact is deferred to ``quiet_end``: an email or a
+    text still reads well in the morning, and an agent calls in office hours. The
+    fallback must be exempt from quiet hours. The move does not depend on the channels
+    the action lists: the caller sends the contact where ``Verdict.channel`` says."""
+    suppress_after: int = 2
+    """Dismissals of one action, within ``dismissal_window_s``, that suppress it. One
+    dismissal is noise (a busy moment); two within a month is an answer."""
+    dismissal_window_s: int = 30 * DAY_S
+    suppress_for_s: int = 60 * DAY_S
+    """How long the action stays suppressed after the dismissal that reached the count:
+    two months, long enough for the customer's situation to change."""
+    default_timezone: str = "UTC"
+    """IANA name of the time zone of a customer whose profile names none."""
+
+    def __post_init__(self) -> None:
+        caps = [*self.channel_caps.values(), self.other_channel_cap, self.total_cap]
+        if any(c.day < 0 or c.week < 0 for c in caps):
+            raise ValueError("caps must not be negative")
+        if max(c.week for c in (*self.channel_caps.values(), self.other_channel_cap)) > (
+            contacts.MAX_CONTACTS
+        ):
+            raise ValueError(f"a channel's week cap must be at most {contacts.MAX_CONTACTS}")
+        if not 0 <= self.min_gap_s <= contacts.WINDOW_S:
+            raise ValueError(f"min_gap_s must be between 0 and {contacts.WINDOW_S}")
+        for channel, fallback in self.quiet_fallback.items():
+            if fallback == channel or fallback not in self.quiet_exempt:
+                raise ValueError(f"{channel}'s fallback {fallback} must be exempt from quiet hours")
+        if not 1 <= self.suppress_after <= dismissals.MAX_PER_ACTION:
+            raise ValueError(f"suppress_after must be between 1 and {dismissals.MAX_PER_ACTION}")
+        if self.dismissal_window_s + self.suppress_for_s > dismissals.WINDOW_S:
+            raise ValueError(
+                "dismissal_window_s + suppress_for_s must be at most "
+                f"{dismissals.WINDOW_S} s: the profile forgets dismissals older than that"
+            )
+        if _zone(self.default_timezone) is None:
+            raise ValueError(f"unknown time zone {self.default_timezone!r}")
+
+    def cap(self, channel: str) -> Cap:
+        return self.channel_caps.get(channel, self.other_channel_cap)
+
+
+DEFAULT_POLICY = ContactPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """What the policy says about one candidate contact at one moment."""
+
+    action: str
+    channel: str
+    """Where the contact may go out: the candidate's channel or, in quiet hours, the
+    channel the policy moves it to (``ContactPolicy.quiet_fallback``)."""
+    at_ms: int
+    """The moment checked, and the contact's time once accepted."""
+    reason: Reason | None = None
+    """None when the contact is allowed."""
+    defer_until_ms: int | None = None
+    """With ``quiet_hours``: when the candidate's channel is out of quiet hours."""
+
+    @property
+    def allowed(self) -> bool:
+        return self.reason is None
+
+
+def check(
+    policy: ContactPolicy,
+    p: Profile,
+    action: str,
+    action_class: ActionClass,
+    channel: str,
+    *,
+    now_ms: int,
+) -> Verdict:
+    """The verdict on contacting ``p`` with ``action`` of ``action_class`` on ``channel``
+    at ``now_ms`` (epoch milliseconds), by the rules in the module docstring."""
+    if channel in p.opted_out:
+        return Verdict(action, channel, now_ms, "no_consent")
+    if action_class == "transactional":
+        return Verdict(action, channel, now_ms)
+    if suppressed_until_ms(policy, p, action, now_ms) is not None:
+        return Verdict(action, channel, now_ms, "suppressed_outcome")
+    zone = customer_zone(policy, p)
+    local = datetime.fromtimestamp(now_ms // 1000, zone)
+    if channel not in policy.quiet_exempt and in_quiet_hours(policy, local.time()):
+        fallback = _open_fallback(policy, p, channel, now_ms, local.date(), zone)
+        if fallback is not None:
+            return Verdict(action, fallback, now_ms)
+        until = quiet_hours_end_ms(policy, local, zone)
+        return Verdict(action, channel, now_ms, "quiet_hours", defer_until_ms=until)
+    reason = _limit(policy, p, channel, now_ms, local.date(), zone)
+    return Verdict(action, channel, now_ms, reason)
+
+
+def accept(p: Profile, verdict: Verdict) -> Profile:
+    """``p`` after the contact ``verdict`` allowed went out: recorded on its channel at
+    its time, so every later check counts it."""
+    if not verdict.allowed:
+        raise ValueError(f"{verdict.action} on {verdict.channel} was refused: {verdict.reason}")
+    return record_contact(p, verdict.channel, verdict.at_ms)
+
+
+def suppressed_until_ms(policy: ContactPolicy, p: Profile, action: str, now_ms: int) -> int | None:
+    """When the suppression of ``action`` for ``p`` ends (epoch milliseconds), or None when
+    it is not suppressed at ``now_ms``: ``suppress_after`` dismissals within
+    ``dismissal_window_s`` suppress it for ``suppress_for_s`` after the last of them."""
+    packed = p.dismissals.get(action)
+    if not packed:
+        return None
+    now_s, n = now_ms // 1000, policy.suppress_after
+    seen = [t for t in dismissals.times(packed) if t <= now_s]
+    ends = [
+        last + policy.suppress_for_s
+        for first, last in zip(seen, seen[n - 1 :], strict=False)
+        if last - first <= policy.dismissal_window_s and now_s < last + policy.suppress_for_s
+    ]
+    return max(ends) * 1000 if ends else None
+
+
+def customer_zone(policy: ContactPolicy, p: Profile) -> ZoneInfo:
+    """The customer's time zone: the profile's, else the policy's default."""
+    zone = _zone(p.timezone) if p.timezone else None
+    return zone or ZoneInfo(policy.default_timezone)
+
+
+def in_quiet_hours(policy: ContactPolicy, local: time) -> bool:
+    """Whether the local wall-clock time ``local`` is inside the quiet hours.
+
+    >>> [in_quiet_hours(DEFAULT_POLICY, time(h)) for h in (7, 8, 20, 21, 23)]
+    [True, False, False, True, True]
+    """
+    start, end = policy.quiet_start, policy.quiet_end
+    if start <= end:
+        return start <= local < end
+    return local >= start or local < end
+
+
+def quiet_hours_end_ms(policy: ContactPolicy, local: datetime, zone: ZoneInfo) -> int:
+    """The first moment after ``local`` (inside quiet hours) at which they end: the next
+    ``quiet_end`` on the local clock, whatever DST did in between. A ``quiet_end`` a DST
+    change skips that night is read on the clock before the change (PEP 495, fold 0)."""
+    day: date = local.date()
+    if local.time() >= policy.quiet_end:
+        day += timedelta(days=1)
+    return int(datetime.combine(day, policy.quiet_end, tzinfo=zone).timestamp()) * 1000
+
+
+def _open_fallback(
+    policy: ContactPolicy, p: Profile, channel: str, now_ms: int, today: date, zone: ZoneInfo
+) -> str | None:
+    """The channel ``channel``'s contacts move to in quiet hours, if the policy names one
+    and the customer may be contacted there now."""
+    fallback = policy.quiet_fallback.get(channel)
+    if fallback is None or fallback in p.opted_out:
+        return None
+    return fallback if _limit(policy, p, fallback, now_ms, today, zone) is None else None
+
+
+def _limit(
+    policy: ContactPolicy, p: Profile, channel: str, now_ms: int, today: date, zone: ZoneInfo
+) -> Reason | None:
+    """The first cap or gap that refuses a contact on ``channel`` at ``now_ms``, if any.
+
+    Counts every contact of the local day ``today``, and of the seven days back from
+    ``now_ms``. A contact recorded after ``now_ms`` (the decision of a later event,
+    made before this late one) counts too: any seven days holding this contact hold at
+    most what those counts hold, so no week goes over the cap. An event more than a few
+    days late may not see every contact of its week: the history keeps seven days back
+    from the newest contact."""
+    now_s = now_ms // 1000
+    week_start = now_s - WEEK_S
+    day: dict[str, int] = {}
+    week: dict[str, int] = {}
+    nearest: int | None = None
+    for ch, packed in p.contacts.items():
+        times = contacts.unpack(packed)
+        day[ch] = sum(1 for t in times if datetime.fromtimestamp(t, zone).date() == today)
+        week[ch] = sum(1 for t in times if t > week_start)
+        gap = min(abs(t - now_s) for t in times)
+        nearest = gap if nearest is None else min(nearest, gap)
+    cap = policy.cap(channel)
+    if day.get(channel, 0) >= cap.day:
+        return "cap_channel_day"
+    if week.get(channel, 0) >= cap.week:
+        return "cap_channel_week"
+    if sum(day.values()) >= policy.total_cap.day:
+        return "cap_total_day"
+    if sum(week.values()) >= policy.total_cap.week:
+        return "cap_total_week"
+    if nearest is not None and nearest < policy.min_gap_s:
+        return "min_gap"
+    return None
