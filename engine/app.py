@@ -36,6 +36,7 @@ from engine.profile import Profile
 from engine.records import Record, expected_partition
 from engine.settings import Settings
 from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
+from engine.transport import App as SegueApp
 from models.policy import LogisticHeads
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
@@ -73,8 +74,9 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
         )
     datadir = settings.data_dir / f"worker-{settings.app_id}"
     datadir.mkdir(parents=True, exist_ok=True)
-    app = faust.App(
+    app = SegueApp(
         settings.app_id,
+        fetch_max_wait_ms=settings.fetch_max_wait_ms,
         broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
         broker_credentials=credentials,
         store=settings.table_store,

@@ -1,0 +1,49 @@
+"""Faust's Kafka transport, with the consumer's fetch wait under our control.
+
+faust-streaming 0.15.3 builds its worker consumer with ``fetch_max_wait_ms=1500``, fixed.
+With aiokafka's fetcher that wait shows up as latency: while the worker still holds
+records of one partition, the next fetch request leaves that partition out, and the
+broker may hold the request for the whole wait when the other partitions are idle; new
+events on the left-out partition wait with it. Measured with ``make bench`` (issue 6):
+decisions at 300 events/s had p99 223-610 ms with 1,500 ms, against 24-59 ms with
+100 ms. A shorter wait costs only more (empty) fetch requests on an idle worker.
+
+The override is one attribute of the consumer Faust creates, set before it starts (the
+fetcher reads it at start): aiokafka 0.14.0 keeps it as ``_fetch_max_wait_ms``. Both
+versions are pinned in pyproject.toml; tests/unit/test_transport.py checks the value
+on the consumer a worker builds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+
+class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
+        return consumer
+
+
+class _Consumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _Transport(faust_aiokafka.Transport):
+    Consumer = _Consumer
+
+
+class App(faust.App):
+    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+
+    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(*args, **kwargs)
+
+    def _new_transport(self) -> Any:
+        return _Transport(self.conf.broker_consumer, self)
