@@ -317,8 +317,12 @@ def _observe(
         d = result.decision
         metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
+        if d.explored:
+            metrics.explored.inc()
     elif result.reward is not None:
         metrics.rewards.labels(outcome="positive" if result.reward > 0 else "negative").inc()
+        if result.log_loss is not None:
+            metrics.log_loss.observe(result.log_loss)
     _observe_journeys(metrics, result)
 
 

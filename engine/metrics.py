@@ -8,7 +8,14 @@ from __future__ import annotations
 import platform
 from importlib.metadata import version
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Summary,
+    generate_latest,
+)
 
 # Buckets span a healthy few milliseconds up to the multi-second tail a rebalance causes.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -52,6 +59,18 @@ class Metrics:
             "segue_model_rewards",
             "Outcomes the model learned from, by result.",
             ["outcome"],
+            registry=r,
+        )
+        self.log_loss = Summary(
+            "segue_model_log_loss",
+            "Online log loss of the next-best-action model: each outcome scored before the "
+            "model learns from it (mean over a window: rate of _sum over rate of _count).",
+            registry=r,
+        )
+        self.explored = Counter(
+            "segue_decisions_explored",
+            "Next-best-action decisions chosen by exploration; over segue_decisions_total "
+            "(actions other than none) it is the exploration rate.",
             registry=r,
         )
         self.latency = Histogram(

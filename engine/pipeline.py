@@ -45,6 +45,7 @@ the customer's partition, forwarded events behind the history they follow.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -134,6 +135,8 @@ class Result:
     decision: Decision | None = None
     """The next-best-action decision, if the record was a decision point."""
     reward: float | None = None
+    log_loss: float | None = None
+    """The model's loss on this outcome, scored before it learned from it."""
     journey_decisions: list[Decision] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     """Everything the journeys did (entries, acts, exits), for metrics."""
@@ -286,8 +289,11 @@ class Core:
             profile, pending = take_pending(profile, str(ev.data["decision_id"]))
             taught = lesson(pending) if pending is not None else None
             if taught is not None:
+                x, arm = taught
                 result.reward = REWARDS[ev.type]
-                self.policy.learn_one(*taught, result.reward)
+                # Scored before learning from it: the online (progressive) log loss.
+                result.log_loss = log_loss(self.policy.score_many(x, [arm])[arm], result.reward)
+                self.policy.learn_one(x, arm, result.reward)
                 result.status = "learned"
         journeys_acted = False
         if not profile.anonymous:
@@ -383,6 +389,17 @@ def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Re
         rejected_at_ms=now_ms,
     )
     return Result("rejected", rejection=why, sends=[Send(names.dlq, rec.key, rec.value, headers)])
+
+
+def log_loss(p: float, y: float) -> float:
+    """Binary log loss of propensity ``p`` for reward ``y``, clipped so a confident miss
+    costs at most about 34.5 (p = 1e-15) instead of infinity.
+
+    >>> round(log_loss(0.8, 1.0), 4), round(log_loss(0.8, 0.0), 4)
+    (0.2231, 1.6094)
+    """
+    p = min(max(p, 1e-15), 1 - 1e-15)
+    return -(y * math.log(p) + (1 - y) * math.log(1 - p))
 
 
 def _held_back(decision: Decision, why: str) -> Decision:

@@ -6,6 +6,7 @@ import math
 from dataclasses import replace
 
 import orjson
+import pytest
 
 from engine.decide import DecideConfig
 from engine.journeys import Catalogue, default_catalogue
@@ -152,6 +153,8 @@ def test_terminal_outcome_teaches_the_policy_once() -> None:
     assert h.policy.updates == 0
     learned = h.send("outcome", event("converted", "o2", decision_id=did))
     assert learned.status == "learned" and learned.reward == 1.0
+    # An untaught head scores 0.5, and the loss is taken before learning: -ln 0.5.
+    assert learned.log_loss == pytest.approx(math.log(2))
     assert h.policy.updates == 1 and h.profiles["c1"].pending == ()
     late = h.send("outcome", event("dismissed", "o3", decision_id=did))
     assert late.status == "applied" and h.policy.updates == 1
