@@ -230,7 +230,9 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
 
     @timers.on_recover
     async def reindex() -> None:
-        index.rebuild((k.decode(), int(v)) for k, v in timers.items() if v is not None)
+        index.rebuild(
+            (k.decode(), wake) for k, v in timers.items() if (wake := decode_wake(v)) is not None
+        )
         metrics.timers_pending.set(len(index))
 
     @app.timer(interval=settings.timer_tick_seconds, name="segue.timer-clock")  # type: ignore[untyped-decorator]

@@ -330,12 +330,13 @@ def _journeys_validate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _journeys_publish(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.control import PublishError, now_ms, publish
+    from engine.control import PublishError, publish
     from engine.journeys import CatalogueError
+    from engine.timers import SystemClock
     from topics.catalogue import TopicNames
 
     try:
-        cat = asyncio.run(publish(settings, args.file, now_ms=now_ms()))
+        cat = asyncio.run(publish(settings, args.file, now_ms=SystemClock().now_ms()))
     except CatalogueError as err:
         print(err)
         raise CommandError(f"{len(err.problems)} problems in {args.file}; not published") from None

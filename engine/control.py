@@ -22,7 +22,6 @@ still exists, and end with "withdrawn" where it does not (engine/journey_runtime
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -194,8 +193,3 @@ class CatalogueFollower:
             self.rejected(str(err))
             return
         self.apply(cat)
-
-
-def now_ms() -> int:
-    """Wall-clock time of a publish (the shell's, never the core's)."""
-    return time.time_ns() // 1_000_000

@@ -233,11 +233,11 @@ class Core:
         done = orchestrate.on_tick(state.catalogue, before, now_ms=due_ms, decided_at_ms=now_ms)
         if not done.commands and done.profile is before:
             return Result("stale")
-        profile = replace(
-            done.profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
-        )
         result = Result("timer", commands=done.commands)
-        profile = self._journey_sends(result, replace(done, profile=profile), tick_id)
+        profile = self._journey_sends(result, done, tick_id)
+        profile = replace(
+            profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
+        )
         result.writes[key] = profile
         self._note_timer(result, key, before, profile)
         return result
@@ -372,6 +372,8 @@ class Core:
 
     @staticmethod
     def _note_timer(result: Result, key: str, before: Profile, after: Profile) -> None:
+        if after.journeys is before.journeys:
+            return  # most events: the journeys did not move
         wake = next_wake(after.journeys)
         if wake != next_wake(before.journeys):
             result.timers[key] = wake

@@ -48,6 +48,25 @@ def event(etype: str, customer_id: str, event_id: str | None = None, **data: Any
     }
 
 
+def remind_later_catalogue(name: str, wait_seconds: int) -> str:
+    """A one-journey catalogue for timer tests: an add_to_cart waits ``wait_seconds``,
+    then an email reminder."""
+    return f"""\
+catalogue: {name}
+version: 1
+journeys:
+  - id: remind_later
+    class: marketing
+    priority: 10
+    entry: {{event: web.add_to_cart}}
+    steps:
+      - id: pause
+        wait: {wait_seconds}s
+      - id: remind
+        act: {{action: cart_reminder, channels: [email]}}
+"""
+
+
 @dataclass
 class Segue:
     """A running worker and the ways a test talks to it through Kafka."""

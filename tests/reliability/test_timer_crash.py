@@ -16,25 +16,12 @@ from pathlib import Path
 import pytest
 
 import engine.localkafka as localkafka
-from tests.harness import event, start_segue, wait_ready
+from tests.harness import event, remind_later_catalogue, start_segue, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT_SECONDS = 20
-CATALOGUE = f"""\
-catalogue: crash
-version: 1
-journeys:
-  - id: remind_later
-    class: marketing
-    priority: 10
-    entry: {{event: web.add_to_cart}}
-    steps:
-      - id: pause
-        wait: {WAIT_SECONDS}s
-      - id: remind
-        act: {{action: cart_reminder, channels: [email]}}
-"""
+CATALOGUE = remind_later_catalogue("crash", WAIT_SECONDS)
 
 
 @pytest.mark.parametrize("store", ["rocksdb://", "memory://"])

@@ -21,26 +21,13 @@ from aiokafka.structs import ConsumerRecord
 
 import engine.localkafka as localkafka
 from engine.supervise import WorkerProcess
-from tests.harness import Segue, event, free_port, start_segue
+from tests.harness import Segue, event, free_port, remind_later_catalogue, start_segue
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WAIT_SECONDS = 30
 CUSTOMERS = 9
-CATALOGUE = f"""\
-catalogue: moving
-version: 1
-journeys:
-  - id: remind_later
-    class: marketing
-    priority: 10
-    entry: {{event: web.add_to_cart}}
-    steps:
-      - id: pause
-        wait: {WAIT_SECONDS}s
-      - id: remind
-        act: {{action: cart_reminder, channels: [email]}}
-"""
+CATALOGUE = remind_later_catalogue("moving", WAIT_SECONDS)
 
 
 def ready(port: int) -> bool:
