@@ -50,18 +50,21 @@ def decide(
     exclusions = {arm: _excluded_by(p, ev, a, arm.split(":", 1)[1]) for arm, a in by_arm.items()}
     eligible = [arm for arm, why in exclusions.items() if why is None]
     scores = policy.score_many(x, eligible) if eligible else {}
+    priority = {arm: scores[arm] * by_arm[arm].value for arm in eligible}
 
     service = [arm for arm in eligible if by_arm[arm].action_class != "marketing"]
     pool = service or eligible
     chosen: str | None = None
     explored = False
+    propensity = 1.0
     reasons: list[str] = [f"eligible {len(eligible)} of {len(by_arm)}"]
     if not pool:
         reasons.append("no eligible action")
     else:
-        best = max(pool, key=lambda arm: (scores[arm] * by_arm[arm].value, arm))
+        best = max(pool, key=lambda arm: (priority[arm], arm))
         rng = random.Random(did)
-        if not service and rng.random() < cfg.exploration_rate:
+        eps = 0.0 if service else cfg.exploration_rate
+        if eps and rng.random() < eps:
             chosen, explored = rng.choice(sorted(pool)), True
             reasons.append("explored: random eligible action")
         elif scores[best] < cfg.min_score:
@@ -69,6 +72,12 @@ def decide(
         else:
             chosen = best
             reasons.append("service action first" if service else "highest priority")
+        # The probability of this outcome under the policy: what off-policy evaluation
+        # divides by. Exploration draws uniformly from the pool; otherwise the best (or
+        # nothing, below min_score) is taken.
+        greedy = best if scores[best] >= cfg.min_score else None
+        propensity = eps / len(pool) if chosen is not None else 0.0
+        propensity += (1 - eps) if chosen == greedy else 0.0
 
     candidates = tuple(
         Candidate(
@@ -77,6 +86,7 @@ def decide(
             eligible=why is None,
             excluded_by=why,
             score=None if why is not None else round(scores[arm], 6),
+            priority=None if why is not None else round(priority[arm], 6),
         )
         for arm, why in exclusions.items()
     )
@@ -100,6 +110,7 @@ def decide(
         decided_at_ms=now_ms,
         catalogue_version=catalogue_version,
         stage=stage,
+        propensity=round(propensity, 6),
     )
     return decision
 

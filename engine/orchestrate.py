@@ -141,4 +141,5 @@ def act_decision(
         journey=journey.id,
         catalogue_version=catalogue_version(cat),
         stage=stage,
+        propensity=1.0,  # the catalogue's step, not a draw
     )

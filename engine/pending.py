@@ -21,7 +21,7 @@ that is safe:
 - for a journey's decision, ``act`` (the act id: journey, entry, step and times) and
   ``trigger`` (a hash of the event or timer nudge that took it) replace the features:
   its id derives from the act id, and a replay of the same trigger finds it by hash;
-- the candidates and reasons (the explanation, most of the record): a re-sent decision
+- the candidates, reasons and propensity (the explanation, most of the record): a re-sent decision
   has the same id, customer, event, action, channel, class, score, exploration flag,
   model version, features and decision time, which is what a channel service acts on
   and dedupes by; its reasons say it was re-sent, and its candidates are empty. The

@@ -249,6 +249,13 @@ DECISION = Contract(
         "journey": Field("str", doc="The journey that acted; null for next-best-action."),
         "catalogue_version": Field("str", doc="Journey catalogue in force: name@version."),
         "stage": Field("str", doc="Lifecycle stage at decision time (catalogue rules)."),
+        "propensity": Field(
+            "number",
+            minimum=0.0,
+            maximum=1.0,
+            doc="Probability the policy took this action, exploration included.",
+        ),
+        "holdout": Field("bool", doc="The customer is in the holdout group (no marketing)."),
     },
     "What Segue writes to cx.decisions.<channel> and cx.decisions.log.",
 )

@@ -39,6 +39,9 @@ class Candidate:
     eligible: bool
     excluded_by: str | None = None
     score: float | None = None
+    """The model's propensity of a conversion; None when excluded."""
+    priority: float | None = None
+    """What arbitration ranks by: score x business value x the action's weight lever."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +69,13 @@ class Decision:
     """The journey catalogue in force, as ``name@version``."""
     stage: str | None = None
     """The customer's lifecycle stage at decision time, by the catalogue's rules."""
+    propensity: float | None = None
+    """The probability with which the deciding policy took this action (``none``
+    included) among the eligible candidates, exploration included: what off-policy
+    evaluation weighs the logged outcome by. 1.0 for a choice no draw could change (a
+    rule, a journey step, the holdout); None for a decision re-sent without it."""
+    holdout: bool = False
+    """The customer is in the holdout group: no marketing action is ever taken for them."""
 
     @property
     def acts(self) -> bool:

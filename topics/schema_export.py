@@ -72,6 +72,7 @@ _DECISION_SHAPES: Mapping[str, Mapping[str, Any]] = {
                 "eligible": {"type": "boolean"},
                 "excluded_by": {"type": ["string", "null"]},
                 "score": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "priority": {"type": ["number", "null"], "minimum": 0},
             },
         },
     },

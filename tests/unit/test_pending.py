@@ -45,7 +45,8 @@ def test_a_resent_decision_is_the_original_without_its_explanation() -> None:
     ev, d = decided()
     again = resend(Pending.of(d), d.decision_id, "c1", ev, CLASSES)
     assert again.reasons == (RESENT,) and again.candidates == ()
-    assert replace(again, reasons=d.reasons, candidates=d.candidates) == d
+    assert again.propensity is None
+    assert replace(again, reasons=d.reasons, candidates=d.candidates, propensity=d.propensity) == d
 
 
 def test_a_pending_decision_is_stored_in_an_eighth_of_the_record() -> None:

@@ -139,8 +139,10 @@ def test_replayed_offset_is_not_applied_twice_and_re_emits_its_decision() -> Non
     original = orjson.loads(first.sends[0].value or b"")
     resent = orjson.loads(again.sends[0].value or b"")
     assert resent["candidates"] == [] and resent["reasons"] == [RESENT]
-    unexplained = {k: v for k, v in original.items() if k not in ("candidates", "reasons")}
-    assert {k: v for k, v in resent.items() if k not in ("candidates", "reasons")} == unexplained
+    explanation = ("candidates", "reasons", "propensity")
+    unexplained = {k: v for k, v in original.items() if k not in explanation}
+    assert {k: v for k, v in resent.items() if k not in explanation} == unexplained
+    assert resent["propensity"] is None
     assert again.sends[1].value == again.sends[0].value
 
 

@@ -61,7 +61,7 @@ def test_a_replayed_nudge_sends_the_same_decision_again() -> None:
     replay = h.tick(NOW + HOUR)
     assert replay.status == "replayed"
     assert [(s.topic, s.key) for s in replay.sends] == [(s.topic, s.key) for s in first.sends]
-    explanation = ("candidates", "reasons")
+    explanation = ("candidates", "reasons", "propensity")
     for again, sent in zip(replay.sends, first.sends, strict=True):
         resent, original = orjson.loads(again.value or b""), orjson.loads(sent.value or b"")
         assert resent["reasons"] == [RESENT]  # the explanation is not kept (engine/pending.py)
