@@ -11,11 +11,11 @@
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
 from engine.actions import DEFAULT_ACTIONS, Action
 from engine.profile import Profile
+from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
@@ -62,22 +62,17 @@ def decide(
         reasons.append("no eligible action")
     else:
         best = max(pool, key=lambda arm: (priority[arm], arm))
-        rng = random.Random(did)
-        eps = 0.0 if service else cfg.exploration_rate
-        if eps and rng.random() < eps:
-            chosen, explored = rng.choice(sorted(pool)), True
+        greedy = best if scores[best] >= cfg.min_score else None
+        # Service actions are not explored: a customer who needs help gets the best help.
+        explorer = EpsilonGreedy(0.0 if service else cfg.exploration_rate)
+        choice = explorer.choose(pool, greedy, seed=did)
+        chosen, explored, propensity = choice.arm, choice.explored, choice.propensity
+        if explored:
             reasons.append("explored: random eligible action")
-        elif scores[best] < cfg.min_score:
+        elif chosen is None:
             reasons.append(f"best score {scores[best]:.3f} below min_score {cfg.min_score}")
         else:
-            chosen = best
             reasons.append("service action first" if service else "highest priority")
-        # The probability of this outcome under the policy: what off-policy evaluation
-        # divides by. Exploration draws uniformly from the pool; otherwise the best (or
-        # nothing, below min_score) is taken.
-        greedy = best if scores[best] >= cfg.min_score else None
-        propensity = eps / len(pool) if chosen is not None else 0.0
-        propensity += (1 - eps) if chosen == greedy else 0.0
 
     candidates = tuple(
         Candidate(
