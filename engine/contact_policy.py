@@ -69,12 +69,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from types import MappingProxyType
 from typing import Literal, NamedTuple, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from engine import contacts, dismissals
 from engine.actions import ActionClass
+from engine.frozen import FrozenDict
 from engine.profile import Profile, record_contact
 
 DAY_S = 86_400
@@ -125,15 +125,15 @@ def _channel_caps() -> Mapping[str, Cap]:
         # A person calls or writes: rare, and the agents' time is the scarce thing.
         "agent": Cap(1, 2),
     }
-    return MappingProxyType(caps)  # DEFAULT_POLICY's must not change under its users
+    return FrozenDict(caps)  # DEFAULT_POLICY's must not change under its users
 
 
 @dataclass(frozen=True, slots=True)
 class ContactPolicy:
     """How often, and when, a customer may be contacted. The defaults are a cautious
-    start for a retail brand; each says why it is what it is. They live here, not in
-    ``engine.settings``, until the policy is wired into the worker: a ``SEGUE_*`` variable
-    that changed nothing would mislead an operator."""
+    start for a retail brand; each says why it is what it is. A catalogue's
+    ``contact_policy`` section changes them (``engine.contact_config``), so a new policy
+    is published like a journey, and every worker switches to it without a restart."""
 
     channel_caps: Mapping[str, Cap] = field(default_factory=_channel_caps)
     """Per channel, most contacts per local day and per week. A week cap may be at most
@@ -154,9 +154,7 @@ class ContactPolicy:
     quiet_exempt: frozenset[str] = frozenset({"inapp"})
     """Channels quiet hours do not apply to: in-app messages are only seen when the
     customer opens the app, so they never wake anyone."""
-    quiet_fallback: Mapping[str, str] = field(
-        default_factory=lambda: MappingProxyType({"push": "inapp"})
-    )
+    quiet_fallback: Mapping[str, str] = field(default_factory=lambda: FrozenDict({"push": "inapp"}))
     """Channels whose contacts move to another channel in quiet hours instead of waiting
     for the morning: a push that would buzz at night is shown in the app instead, where
     the customer sees it if they are using it (a push is about now; by the morning it is

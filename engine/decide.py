@@ -1,20 +1,32 @@
-"""The decide step: eligibility, scoring, exploration and arbitration for one event.
+"""The decide step: eligibility, contact policy, scoring, exploration and arbitration.
 
-1. Every (action, channel) of the catalogue is a candidate.
-2. Named rules exclude candidates: consent, an open support ticket for marketing, and
-   each action's own conditions. The first rule that fails is recorded.
+1. Every (action, channel) of the catalogue's next-best-action actions is a candidate.
+2. Named rules exclude candidates, the first that fails is recorded: ``holdout`` (the
+   customer is in the holdout group and the action is marketing), ``stage`` (the action
+   is for other lifecycle stages), ``open_support_ticket`` (no marketing while a ticket
+   is open), the action's own conditions by name, then the contact policy
+   (``engine.contact_policy``: consent, outcome suppression, quiet hours, caps, gap).
+   In quiet hours a candidate is excluded even where the policy would move its contact
+   to another channel: next-best-action weighs that channel's own candidates instead.
 3. Service actions outrank marketing: a customer who needs help gets help, not an offer.
-4. The policy scores the eligible candidates; priority is propensity x business value.
-5. With probability ``exploration_rate`` an eligible candidate is drawn at random
-   instead. The draw is seeded by the decision id, so a replay makes the same choice.
+4. The policy scores the eligible candidates; priority = propensity x business value x
+   the levers' weight for the action and channel (``engine.actions.Levers``).
+5. The explorer (``models.explore``) takes the highest priority, or stays quiet below
+   ``min_score``, or explores; its draw is seeded by the decision id, so a replay makes
+   the same choice, and the decision records the exact probability of its choice.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Any
 
-from engine.actions import DEFAULT_ACTIONS, Action
-from engine.profile import Profile
+from engine import contact_policy
+from engine.actions import Action
+from engine.journeys import Catalogue
+from engine.orchestrate import catalogue_version, event_doc
+from engine.profile import Profile, view
 from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
@@ -23,13 +35,33 @@ from topics.events import Event
 
 STEP = "nba"
 """The journey step name of next-best-action decisions; part of every decision id."""
+HOLDOUT = "holdout"
+OPEN_TICKET = "open_support_ticket"
+STAGE = "stage"
 
 
 @dataclass(frozen=True, slots=True)
 class DecideConfig:
     exploration_rate: float = 0.1
     min_score: float = 0.0
-    actions: tuple[Action, ...] = DEFAULT_ACTIONS
+    holdout_share: float = 0.0
+    """Share of customers, by a stable hash of their id, who get no marketing actions."""
+    holdout_salt: str = "segue"
+    """Mixed into the hash: a new salt draws a new holdout group."""
+
+
+def in_holdout(customer_id: str, cfg: DecideConfig) -> bool:
+    """Whether the customer is in the holdout group: the same answer on every worker and
+    after every restart, and a larger share only adds customers to the group.
+
+    >>> cfg = DecideConfig(holdout_share=0.1)
+    >>> sum(in_holdout(f"c{i}", cfg) for i in range(10_000))
+    986
+    """
+    if cfg.holdout_share <= 0.0:
+        return False
+    digest = hashlib.blake2b(f"{cfg.holdout_salt}\x1f{customer_id}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big") / 2**64 < cfg.holdout_share
 
 
 def decide(
@@ -37,20 +69,30 @@ def decide(
     ev: Event,
     policy: Policy,
     cfg: DecideConfig,
+    cat: Catalogue,
     *,
     now_ms: int,
-    catalogue_version: str | None = None,
     stage: str | None = None,
 ) -> Decision:
-    """The decision for ``ev``, with the feature snapshot it was scored on;
-    ``catalogue_version`` and ``stage`` (the customer's lifecycle stage) are recorded."""
+    """The decision for ``ev`` under catalogue ``cat``, with the feature snapshot it was
+    scored on; ``stage`` (the customer's lifecycle stage) is recorded and checked."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
-    by_arm = {f"{a.action_id}:{c}": a for a in cfg.actions for c in a.channels}
-    exclusions = {arm: _excluded_by(p, ev, a, arm.split(":", 1)[1]) for arm, a in by_arm.items()}
+    holdout = in_holdout(p.customer_id, cfg)
+    by_arm = {
+        f"{a.action_id}:{c}": a for a in cat.actions if a.next_best_action for c in a.channels
+    }
+    ctx = {"profile": view(p, ev.time_ms), "event": event_doc(ev), "now": ev.time_ms}
+    exclusions = {
+        arm: _excluded_by(p, ev, a, arm.split(":", 1)[1], cat, ctx, stage=stage, holdout=holdout)
+        for arm, a in by_arm.items()
+    }
     eligible = [arm for arm, why in exclusions.items() if why is None]
     scores = policy.score_many(x, eligible) if eligible else {}
-    priority = {arm: scores[arm] * by_arm[arm].value for arm in eligible}
+    priority = {
+        arm: scores[arm] * by_arm[arm].value * cat.levers.weight(*arm.split(":", 1))
+        for arm in eligible
+    }
 
     service = [arm for arm in eligible if by_arm[arm].action_class != "marketing"]
     pool = service or eligible
@@ -58,6 +100,8 @@ def decide(
     explored = False
     propensity = 1.0
     reasons: list[str] = [f"eligible {len(eligible)} of {len(by_arm)}"]
+    if holdout:
+        reasons.append("holdout group: no marketing actions")
     if not pool:
         reasons.append("no eligible action")
     else:
@@ -86,7 +130,7 @@ def decide(
         for arm, why in exclusions.items()
     )
     action, channel = chosen.split(":", 1) if chosen else (NO_ACTION, None)
-    decision = Decision(
+    return Decision(
         decision_id=did,
         customer_id=p.customer_id,
         event_id=ev.event_id,
@@ -103,20 +147,37 @@ def decide(
         candidates=candidates,
         features=x,
         decided_at_ms=now_ms,
-        catalogue_version=catalogue_version,
+        catalogue_version=catalogue_version(cat),
         stage=stage,
         propensity=round(propensity, 6),
+        holdout=holdout,
     )
-    return decision
 
 
-def _excluded_by(p: Profile, ev: Event, action: Action, channel: str) -> str | None:
-    # Consent binds every class, transactional included.
-    if channel in p.opted_out:
-        return "no_consent"
-    if action.action_class == "marketing" and p.open_tickets:
-        return "open_support_ticket"
-    for name, rule in action.requires:
-        if not rule(p, ev):
-            return name
-    return None
+def _excluded_by(
+    p: Profile,
+    ev: Event,
+    action: Action,
+    channel: str,
+    cat: Catalogue,
+    ctx: dict[str, Any],
+    *,
+    stage: str | None,
+    holdout: bool,
+) -> str | None:
+    marketing = action.action_class == "marketing"
+    if marketing and holdout:
+        return HOLDOUT
+    if action.stages and stage not in action.stages:
+        return STAGE
+    if marketing and p.open_tickets:
+        return OPEN_TICKET
+    failed = action.failed(ctx)
+    if failed is not None:
+        return failed
+    verdict = contact_policy.check(
+        cat.contact, p, action.action_id, action.action_class, channel, now_ms=ev.time_ms
+    )
+    if verdict.channel != channel:
+        return "quiet_hours"  # the policy would move it; that channel is weighed itself
+    return verdict.reason

@@ -27,15 +27,19 @@ import difflib
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import time
 
 import yaml
 
 from engine.expr import Expr, ExprError, compile_expr
 from engine.profile import VIEW_FIELDS
 
-_STR, _INT, _BOOL, _NULL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null"))
+_STR, _INT, _BOOL, _NULL, _FLOAT = (
+    f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null", "float")
+)
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _DURATION = re.compile(r"(\d{1,12})(ms|s|m|h|d)")
+_TIME = re.compile(r"(\d{1,2}):(\d{2})")
 DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 
 
@@ -185,6 +189,34 @@ class NodeReader:
             self.report(node, f"{what} must be a whole number {bounds}, found {_kind(node)}")
             return None
         return value
+
+    def number(self, node: yaml.Node | None, what: str, low: float, high: float) -> float | None:
+        """A finite number from ``low`` to ``high``, whole or not."""
+        if node is None:
+            return None
+        value = None
+        if isinstance(node, yaml.ScalarNode) and node.tag in (_INT, _FLOAT):
+            try:  # .inf and .nan are floats to YAML, and no bound holds them
+                value = float(node.value.replace("_", ""))
+            except ValueError:
+                value = None
+        if value is None or not low <= value <= high:
+            self.report(
+                node, f"{what} must be a number from {low:g} to {high:g}, found {_kind(node)}"
+            )
+            return None
+        return value
+
+    def time_of_day(self, node: yaml.Node | None, what: str) -> time | None:
+        """A local wall-clock time written ``HH:MM``, quoted or not."""
+        if node is None:
+            return None
+        # YAML 1.1 reads an unquoted 21:00 as a base-60 integer; its text is still 21:00.
+        m = _TIME.fullmatch(node.value) if isinstance(node, yaml.ScalarNode) else None
+        if m is None or int(m[1]) > 23 or int(m[2]) > 59:
+            self.report(node, f"{what} must be a time of day such as 21:00, found {_kind(node)}")
+            return None
+        return time(int(m[1]), int(m[2]))
 
     def boolean(self, node: yaml.Node | None, what: str) -> bool | None:
         if node is None:

@@ -52,6 +52,9 @@ The format::
         when: "profile.orders >= 5"
       - stage: awareness
         when: "true"
+    actions: [...]             # optional: the action catalogue (engine/actions.py)
+    levers: {...}              # optional: priority weights (engine/actions.py)
+    contact_policy: {...}      # optional: caps, gap, quiet hours (engine/contact_config.py)
 
 Decisions the format makes:
 
@@ -64,6 +67,8 @@ Decisions the format makes:
   ``journey`` (the captured variables) too in ``exit``, ``wait_for.match`` and
   ``branch``; only ``profile`` and ``now`` in ``lifecycle``. ``now`` is epoch ms.
 - Durations are a whole number and a unit (ms, s, m, h, d), held in milliseconds.
+- An act names an action of the catalogue's ``actions`` and only channels that action
+  lists; an action that names its ``journeys`` may be taken by those journeys only.
 - Ids (catalogue, journeys, steps, captured variables) are lower-case words such as
   ``cart_recovery``: they name metrics, logs and timers, so they must stay stable.
 - ``version`` only names the content; that a publish increases it is for the publisher
@@ -72,16 +77,20 @@ Decisions the format makes:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import json
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, fields, is_dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from datetime import time
 from typing import Any, Literal, TypeVar, cast
 
 import yaml
 
-from engine.actions import PEOPLE_ACTIONS, known_action_ids
+from engine.actions import Action, Levers, read_actions, read_levers
+from engine.contact_config import read_contact_policy
+from engine.contact_policy import DEFAULT_POLICY, ContactPolicy
 from engine.expr import Expr
 from engine.journey_checks import NodeReader, Ref, StepNode, check_step_graph
 from topics.catalogue import CHANNELS
@@ -228,6 +237,12 @@ class Catalogue:
     lifecycle: tuple[Stage, ...]
     digest: str
     """sha256 of the canonical content (comments and layout excluded), in hex."""
+    actions: tuple[Action, ...] = ()
+    levers: Levers = field(default_factory=Levers)
+    contact: ContactPolicy = DEFAULT_POLICY
+
+    def action(self, action_id: str) -> Action | None:
+        return next((a for a in self.actions if a.action_id == action_id), None)
 
     def journey(self, journey_id: str) -> Journey:
         for journey in self.journeys:
@@ -256,15 +271,8 @@ def stage_of(catalogue: Catalogue, profile_ctx: Mapping[str, Any], now_ms: int) 
     return next((s.name for s in catalogue.lifecycle if s.when.test(ctx)), None)
 
 
-def load_catalogue(
-    text: str, *, filename: str = "<string>", known_actions: Collection[str] | None = None
-) -> Catalogue:
-    """Parse and check a catalogue; raise ``CatalogueError`` listing every problem.
-
-    ``known_actions`` are the action ids an ``act`` step may name (by default the
-    engine's, ``engine.actions.known_action_ids()``).
-    """
-    actions = known_action_ids() if known_actions is None else frozenset(known_actions)
+def load_catalogue(text: str, *, filename: str = "<string>") -> Catalogue:
+    """Parse and check a catalogue; raise ``CatalogueError`` listing every problem."""
     reader = NodeReader(text)
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -276,7 +284,7 @@ def load_catalogue(
         raise CatalogueError([Problem(filename, 1, 1, f"YAML: {err}")]) from None
     if root is None:
         raise CatalogueError([Problem(filename, 1, 1, "the file is empty: expected a catalogue")])
-    catalogue = _Builder(reader, actions).catalogue(root)
+    catalogue = _Builder(reader).catalogue(root)
     if reader.findings or catalogue is None:
         found = sorted(reader.findings, key=lambda f: (f.line, f.column))
         raise CatalogueError([Problem(filename, f.line, f.column, f.message) for f in found])
@@ -286,6 +294,12 @@ def load_catalogue(
 def default_catalogue() -> Catalogue:
     """The catalogue that ships with Segue (``engine/default_journeys.yaml``)."""
     return load_catalogue(default_catalogue_text(), filename=str(_DEFAULT))
+
+
+@functools.cache
+def default_actions() -> tuple[Action, ...]:
+    """The actions of the default catalogue: those of a catalogue that lists none."""
+    return default_catalogue().actions
 
 
 def default_catalogue_text() -> str:
@@ -304,6 +318,12 @@ def canonical(catalogue: Catalogue) -> bytes:
 def _plain(value: Any) -> Any:
     if isinstance(value, Expr):
         return value.source
+    if isinstance(value, time):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, frozenset):
+        return sorted(value)
     if is_dataclass(value) and not isinstance(value, type):
         doc = {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.name != "digest"}
         return {"kind": type(value).__name__, **doc}
@@ -323,27 +343,38 @@ class _Builder:
     run reports everything; only the step-graph checks wait for a journey's steps to
     parse, as a broken step would make its links look dangling."""
 
-    def __init__(self, reader: NodeReader, actions: frozenset[str]) -> None:
-        self.r, self.actions = reader, actions
+    def __init__(self, reader: NodeReader) -> None:
+        self.r = reader
+        self.actions: dict[str, Action] | None = None
+        """The catalogue's actions by id; None when they did not parse (acts unchecked)."""
+        self.journey_id: str | None = None
 
     def catalogue(self, node: yaml.Node) -> Catalogue | None:
         required = ("catalogue", "version", "journeys")
-        f = self.r.mapping(node, "the catalogue", required, ("lifecycle",))
+        optional = ("lifecycle", "actions", "levers", "contact_policy")
+        f = self.r.mapping(node, "the catalogue", required, optional)
         if f is None:
             return None
         name = self.r.name(f.get("catalogue"), "catalogue name")
         version = self.r.integer(f.get("version"), "version", 1, None)
-        items = self.r.sequence(f.get("journeys"), "journeys", non_empty=True)
-        journeys = _all([self.journey(n) for n in items or ()])
-        self._duplicates(items or [], "id", "journey id")
         stage_items = self.r.sequence(f["lifecycle"], "lifecycle") if "lifecycle" in f else []
         stages = _all([self.stage(n) for n in stage_items or ()])
         self._duplicates(stage_items or [], "stage", "lifecycle stage")
+        names = frozenset(s.name for s in stages) if stages is not None else None
+        actions = read_actions(self.r, f["actions"], names) if "actions" in f else default_actions()
+        self.actions = {a.action_id: a for a in actions} if actions is not None else None
+        levers = read_levers(self.r, f["levers"], actions) if "levers" in f else Levers()
+        contact = DEFAULT_POLICY
+        if "contact_policy" in f:
+            contact = read_contact_policy(self.r, f["contact_policy"]) or DEFAULT_POLICY
+        items = self.r.sequence(f.get("journeys"), "journeys", non_empty=True)
+        journeys = _all([self.journey(n) for n in items or ()])
+        self._duplicates(items or [], "id", "journey id")
         if name is None or version is None or items is None or journeys is None:
             return None
-        if stage_items is None or stages is None:
+        if stage_items is None or stages is None or actions is None or levers is None:
             return None
-        return Catalogue(name, version, journeys, stages, digest="")
+        return Catalogue(name, version, journeys, stages, "", actions, levers, contact)
 
     def journey(self, node: yaml.Node) -> Journey | None:
         r = self.r
@@ -352,7 +383,7 @@ class _Builder:
         f = r.mapping(node, "a journey", required, optional)
         if f is None:
             return None
-        jid = r.name(f.get("id"), "journey id")
+        jid = self.journey_id = r.name(f.get("id"), "journey id")
         klass = r.choice(f.get("class"), "journey class", JOURNEY_CLASSES)
         priority = r.integer(f.get("priority"), "priority", 0, MAX_PRIORITY)
         pause: bool | None = klass == "marketing"
@@ -474,16 +505,7 @@ class _Builder:
         links = [self.link(f.get(k), default) for k in ("next", "else")]
         if kind == "act":
             a = r.mapping(f["act"], "act", ("action", "channels")) or {}
-            action = r.choice(a.get("action"), "action", sorted(self.actions))
-            channels = self.channels(a.get("channels"))
-            if action and channels and (action in PEOPLE_ACTIONS) != (channels == ("agent",)):
-                r.report(
-                    a["channels"],
-                    f"{action!r} is for people: its only channel is agent"
-                    if action in PEOPLE_ACTIONS
-                    else f"the agent channel is for people's follow-ups, not {action!r}",
-                )
-                channels = None
+            action, channels = self.act(a)
             if sid and action and channels and links[0] is not None:
                 return Act(sid, action, channels, _target(links[0])), _refs(links[:1])
         elif kind == "wait":
@@ -512,6 +534,25 @@ class _Builder:
         elif sid and ok:
             return ExitStep(sid), ()
         return None
+
+    def act(self, a: dict[str, yaml.Node]) -> tuple[str | None, tuple[str, ...] | None]:
+        """An act's action and channels, checked against the catalogue's actions."""
+        channels = self.channels(a.get("channels"))
+        if self.actions is None:  # the actions section is broken: reported already
+            return self.r.name(a.get("action"), "action"), channels
+        action = self.r.choice(a.get("action"), "action", sorted(self.actions))
+        spec = self.actions.get(action or "")
+        if spec is None or channels is None:
+            return action, channels
+        if spec.journeys and self.journey_id not in spec.journeys:
+            self.r.report(a["action"], f"{action!r} is for {', '.join(spec.journeys)} only")
+            return None, channels
+        other = [c for c in channels if c not in spec.channels]
+        if other:
+            allowed = ", ".join(spec.channels)
+            self.r.report(a["channels"], f"{action!r} does not go out on {other[0]}: {allowed}")
+            return action, None
+        return action, channels
 
     def cases(
         self, node: yaml.Node, variables: list[str] | None

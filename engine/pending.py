@@ -163,7 +163,7 @@ def resend_act(
 ) -> Decision:
     """A journey's decision as it is sent again when its trigger is replayed: ``trigger``
     is the replayed event's (id, source, type), None for a timer nudge; ``classes`` maps
-    journey ids to their class."""
+    action ids to their class."""
     journey, _, step, _, since = p.act.split(":")
     action, channel = p.arm.split(":", 1)
     event_id, source, etype = trigger or (p.act, TIMER_SOURCE, TIMER_TYPE)
@@ -176,7 +176,7 @@ def resend_act(
         event_time_ms=int(since),
         action=action,
         channel=channel,
-        action_class=classes.get(journey),
+        action_class=classes.get(action),
         score=None,
         explored=False,
         reasons=(RESENT,),

@@ -32,10 +32,11 @@ its own wake time; a nudge that finds nothing due changes nothing.
      features stored with it.
   4. A known customer's journeys see the event (exits first, then waits, then entries);
      each act becomes a decision on its channel topic and the log.
-  5. A decision point is decided by next-best-action, logged and, if it acts, sent to
-     its channel topic; a marketing offer is held back when a journey acted on the
-     same event (one message per moment). Every decision that acts is remembered
-     (engine/pending.py) and recorded as a contact on its channel.
+  5. A decision point is decided by next-best-action (engine/decide.py), logged and, if
+     it acts, sent to its channel topic. Journeys and next-best-action pass the same
+     contact policy over the same profile, journeys first, each contact recorded before
+     the next is checked: one message per moment, and no cap broken between them.
+     Every decision that acts is remembered (engine/pending.py).
   6. If the customer's next journey timer moved, the result says so: the shell keeps
      the timers table and its due-time index (engine/timers.py).
 
@@ -53,9 +54,9 @@ import orjson
 
 from engine import orchestrate
 from engine.actions import TRIGGERS
-from engine.decide import STEP, DecideConfig, decide
+from engine.decide import STEP, DecideConfig, decide, in_holdout
 from engine.dedup import short_hash
-from engine.journey_runtime import Command, next_wake
+from engine.journey_runtime import Command
 from engine.journeys import Catalogue
 from engine.pending import Pending, lesson, resend, resend_act
 from engine.profile import (
@@ -81,7 +82,7 @@ from engine.records import (
 from models.policy import Policy
 from topics.catalogue import TopicNames
 from topics.deadletter import dead_letter_headers
-from topics.decisions import NO_ACTION, Decision, decision_id
+from topics.decisions import Decision, decision_id
 from topics.events import Event, Rejection, parse_event
 
 REWARDS: dict[str, float] = {
@@ -230,7 +231,13 @@ class Core:
         tick_id = f"tick:{rec.partition}:{rec.offset}"
         if before.applied(rec.topic, rec.partition, rec.offset):
             return Result("replayed", sends=self._resend(before, key, tick_id, None, state))
-        done = orchestrate.on_tick(state.catalogue, before, now_ms=due_ms, decided_at_ms=now_ms)
+        done = orchestrate.on_tick(
+            state.catalogue,
+            before,
+            now_ms=due_ms,
+            decided_at_ms=now_ms,
+            holdout=in_holdout(key, self.cfg),
+        )
         if not done.commands and done.profile is before:
             return Result("stale")
         result = Result("timer", commands=done.commands)
@@ -265,7 +272,7 @@ class Core:
             # Forget the person: the table write is a tombstone, which compaction of the
             # changelog removes for good. Later events start a new, empty profile.
             result = Result("erased", event=ev, writes={key: None})
-            if stored is not None and next_wake(stored.journeys) is not None:
+            if stored is not None and orchestrate.next_wake(stored) is not None:
                 result.timers[key] = None
             return result
         if seen_before(before, ev.dedup_key):
@@ -295,13 +302,17 @@ class Core:
                 result.log_loss = log_loss(self.policy.score_many(x, [arm])[arm], result.reward)
                 self.policy.learn_one(x, arm, result.reward)
                 result.status = "learned"
-        journeys_acted = False
         if not profile.anonymous:
             # Journeys first: their exits see this event before anything acts on it.
-            done = orchestrate.on_event(state.catalogue, profile, ev, decided_at_ms=now_ms)
+            done = orchestrate.on_event(
+                state.catalogue,
+                profile,
+                ev,
+                decided_at_ms=now_ms,
+                holdout=in_holdout(profile.customer_id, self.cfg),
+            )
             result.commands = done.commands
             profile = self._journey_sends(result, done, ev.event_id)
-            journeys_acted = done.acted
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
             cat = state.catalogue
             decision = decide(
@@ -309,13 +320,10 @@ class Core:
                 ev,
                 self.policy,
                 self.cfg,
+                cat,
                 now_ms=now_ms,
-                catalogue_version=orchestrate.catalogue_version(cat),
                 stage=orchestrate.stage(cat, profile, ev.time_ms),
             )
-            if journeys_acted and decision.acts and decision.action_class == "marketing":
-                # One message per moment: the journey step speaks for this event.
-                decision = _held_back(decision, "a journey acted on this event")
             encoded = decision.encode()
             if decision.acts:
                 assert decision.channel is not None
@@ -328,14 +336,13 @@ class Core:
         return result
 
     def _journey_sends(self, result: Result, done: orchestrate.Outcome, trigger_id: str) -> Profile:
-        """Queue the sends of journey decisions; remember the acting ones (so a replay of
-        ``trigger_id`` sends them again) and record them as contacts."""
+        """Queue the sends of journey decisions and remember the acting ones, so a replay
+        of ``trigger_id`` sends them again (orchestrate recorded their contacts)."""
         profile = done.profile
         for act, decision in zip(done.acts, done.decisions, strict=True):
             encoded = decision.encode()
             if decision.channel is not None:
                 profile = remember(profile, Pending.of_act(decision, act.act_id, trigger_id))
-                profile = record_contact(profile, decision.channel, act.at_ms)
             result.sends += decision_sends(decision, self.names, encoded)
         result.journey_decisions = done.decisions
         return profile
@@ -347,17 +354,16 @@ class Core:
         produced, again: it was applied before a crash that may have lost its sends.
         Same ids, so channel services drop duplicates (engine/pending.py)."""
         again: list[Decision] = []
+        classes = {a.action_id: a.action_class for a in state.catalogue.actions}
         if ev is not None:
             did = decision_id(key, ev.source, ev.event_id, STEP)
             item = find_pending(p, did)
             if item is not None and not item.act:
-                classes = {a.action_id: a.action_class for a in self.cfg.actions}
                 again.append(resend(item, did, key, ev, classes))
         trigger = short_hash(trigger_id)
-        journeys = {j.id: j.journey_class for j in state.catalogue.journeys}
         event = (ev.event_id, ev.source, ev.type) if ev is not None else None
         again += [
-            resend_act(item, key, event, journeys)
+            resend_act(item, key, event, classes)
             for item in p.pending
             if item.act and item.trigger == trigger
         ]
@@ -372,10 +378,10 @@ class Core:
 
     @staticmethod
     def _note_timer(result: Result, key: str, before: Profile, after: Profile) -> None:
-        if after.journeys is before.journeys:
+        if after.journeys is before.journeys and after.deferred is before.deferred:
             return  # most events: the journeys did not move
-        wake = next_wake(after.journeys)
-        if wake != next_wake(before.journeys):
+        wake = orchestrate.next_wake(after)
+        if wake != orchestrate.next_wake(before):
             result.timers[key] = wake
 
 
@@ -402,15 +408,3 @@ def log_loss(p: float, y: float) -> float:
     """
     p = min(max(p, 1e-15), 1 - 1e-15)
     return -(y * math.log(p) + (1 - y) * math.log(1 - p))
-
-
-def _held_back(decision: Decision, why: str) -> Decision:
-    return replace(
-        decision,
-        action=NO_ACTION,
-        channel=None,
-        action_class=None,
-        score=None,
-        explored=False,
-        reasons=(*decision.reasons, f"held back: {why}"),
-    )

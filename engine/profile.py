@@ -100,6 +100,8 @@ class Profile:
     seconds, packed (``engine.dedup``)."""
     journeys: JourneyMemory = field(default_factory=JourneyMemory)
     """Where the customer is in each journey, with the timers that are due."""
+    deferred: dict[str, int] = field(default_factory=dict)
+    """Journey acts held back by quiet hours: act id -> when to try again (epoch ms)."""
 
     @property
     def anonymous(self) -> bool:

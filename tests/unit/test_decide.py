@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 from engine.decide import DecideConfig, decide
+from engine.journeys import default_catalogue
 from engine.profile import Profile
 from models.policy import LogisticHeads
 from topics.decisions import decision_id
 from topics.events import Event
 
 NOW = 1_800_000_000_000
+CAT = default_catalogue()
 
 
 def ev(etype: str = "product_view", source: str = "web", eid: str = "e1") -> Event:
@@ -18,28 +20,28 @@ def ev(etype: str = "product_view", source: str = "web", eid: str = "e1") -> Eve
 
 
 def test_open_ticket_excludes_every_marketing_action() -> None:
-    p = Profile("c1", open_tickets=("t1",))
-    d = decide(p, ev(), LogisticHeads(), DecideConfig(exploration_rate=0.0), now_ms=NOW)
+    p = Profile("c1", open_tickets={"t1": "normal"})
+    d = decide(p, ev(), LogisticHeads(), DecideConfig(exploration_rate=0.0), CAT, now_ms=NOW)
     assert d.action == "none" and d.channel is None
     marketing = [c for c in d.candidates if c.action != "support_followup"]
     assert marketing and all(c.excluded_by == "open_support_ticket" for c in marketing)
 
 
 def test_service_action_comes_first_on_a_support_event() -> None:
-    p = Profile("c1", open_tickets=("t1",))
-    d = decide(p, ev("ticket_opened", "support"), LogisticHeads(), DecideConfig(), now_ms=NOW)
+    p = Profile("c1", open_tickets={"t1": "normal"})
+    d = decide(p, ev("ticket_opened", "support"), LogisticHeads(), DecideConfig(), CAT, now_ms=NOW)
     assert (d.action, d.channel, d.action_class) == ("support_followup", "agent", "service")
     assert not d.explored
 
 
 def test_resolved_ticket_lets_marketing_back_in() -> None:
-    d = decide(Profile("c1"), ev(), LogisticHeads(), DecideConfig(0.0), now_ms=NOW)
+    d = decide(Profile("c1"), ev(), LogisticHeads(), DecideConfig(0.0), CAT, now_ms=NOW)
     assert d.action_class == "marketing"
 
 
 def test_consent_and_action_conditions_are_named_in_the_candidates() -> None:
     p = Profile("c1", opted_out=("email",))
-    d = decide(p, ev(), LogisticHeads(), DecideConfig(0.0), now_ms=NOW)
+    d = decide(p, ev(), LogisticHeads(), DecideConfig(0.0), CAT, now_ms=NOW)
     why = {(c.action, c.channel): c.excluded_by for c in d.candidates}
     assert why[("discount_offer", "email")] == "no_consent"
     assert why[("cart_reminder", "push")] == "cart_not_empty"
@@ -50,11 +52,11 @@ def test_consent_and_action_conditions_are_named_in_the_candidates() -> None:
 def test_model_preference_wins_without_exploration() -> None:
     policy = LogisticHeads(learning_rate=0.2)
     p = Profile("c1")
-    x = decide(p, ev(), policy, DecideConfig(0.0), now_ms=NOW).features
+    x = decide(p, ev(), policy, DecideConfig(0.0), CAT, now_ms=NOW).features
     for _ in range(300):
         policy.learn_one(x, "discount_offer:sms", 1.0)
         policy.learn_one(x, "product_recommendation:push", 0.0)
-    d = decide(p, ev(eid="e2"), policy, DecideConfig(0.0), now_ms=NOW)
+    d = decide(p, ev(eid="e2"), policy, DecideConfig(0.0), CAT, now_ms=NOW)
     assert (d.action, d.channel) == ("discount_offer", "sms")
     assert d.model_version == "logistic-heads/600"
 
@@ -63,7 +65,7 @@ def test_same_event_makes_the_same_decision_and_id() -> None:
     cfg = DecideConfig(exploration_rate=0.5)
     seen = set()
     for _ in range(3):
-        d = decide(Profile("c1"), ev(eid="e7"), LogisticHeads(), cfg, now_ms=NOW)
+        d = decide(Profile("c1"), ev(eid="e7"), LogisticHeads(), cfg, CAT, now_ms=NOW)
         seen.add((d.decision_id, d.action, d.channel, d.explored))
     assert len(seen) == 1
     assert next(iter(seen))[0] == decision_id("c1", "web", "e7", "nba")
@@ -72,7 +74,7 @@ def test_same_event_makes_the_same_decision_and_id() -> None:
 def test_exploration_rate_is_honoured_across_decision_ids() -> None:
     cfg = DecideConfig(exploration_rate=0.3)
     explored = sum(
-        decide(Profile("c1"), ev(eid=f"e{i}"), LogisticHeads(), cfg, now_ms=NOW).explored
+        decide(Profile("c1"), ev(eid=f"e{i}"), LogisticHeads(), cfg, CAT, now_ms=NOW).explored
         for i in range(2000)
     )
     assert 500 < explored < 700
@@ -80,6 +82,6 @@ def test_exploration_rate_is_honoured_across_decision_ids() -> None:
 
 def test_min_score_keeps_quiet() -> None:
     cfg = replace(DecideConfig(0.0), min_score=0.9)
-    d = decide(Profile("c1"), ev(), LogisticHeads(), cfg, now_ms=NOW)
+    d = decide(Profile("c1"), ev(), LogisticHeads(), cfg, CAT, now_ms=NOW)
     assert d.action == "none"
     assert any("below min_score" in r for r in d.reasons)

@@ -258,8 +258,10 @@ def test_exit_criteria_and_wait_for_still_apply_while_paused() -> None:
 def test_journeys_that_do_not_pause_act_with_a_ticket_open() -> None:
     cat = default_catalogue()
     csat = {"name": "support.csat_submitted", "score": 1}
-    _, out = on_event(cat, EMPTY, csat, TICKET, now_ms=T0)
-    assert actions(out) == ["recovery_offer", "support_followup"]
+    mem, out = on_event(cat, EMPTY, csat, TICKET, now_ms=T0)
+    assert actions(out) == ["support_followup"]
+    _, out = on_time(cat, mem, TICKET, now_ms=T0 + HOUR)
+    assert actions(out) == ["recovery_offer"]
     assert out[-1] == Exited("support_recovery", "end of steps")
 
 

@@ -58,7 +58,7 @@ def journey(steps: str, extra: str = "", entry: str = "{event: web.add_to_cart}"
 
 def test_the_default_catalogue_loads_clean_with_a_stable_digest() -> None:
     cat = default_catalogue()
-    assert cat.name == "default" and cat.version == 2
+    assert cat.name == "default" and cat.version == 3
     ids = [j.id for j in cat.journeys]
     assert ids == [
         "support_recovery",
@@ -429,9 +429,13 @@ def test_aliases_are_refused_rather_than_expanded() -> None:
         load_catalogue(text)
 
 
-def test_known_actions_can_be_given() -> None:
+def test_an_act_may_name_an_action_the_catalogue_defines() -> None:
     body = journey("- id: s\n  act: {action: gift, channels: [email]}\n")
-    assert isinstance(load_catalogue(HEAD + body, known_actions={"gift"}), Catalogue)
+    gift = "actions:\n  - {id: gift, class: marketing, channels: [email, sms], value: 2.5}\n"
+    cat = load_catalogue(HEAD + body + gift)
+    assert [(a.action_id, a.channels, a.value) for a in cat.actions] == [
+        ("gift", ("email", "sms"), 2.5)
+    ]
     assert "unknown action 'gift'" in only(body).message
 
 
@@ -454,16 +458,16 @@ def test_exit_steps_and_lifecycle_stages() -> None:
         (
             "support_followup",
             "[email]",
-            "'support_followup' is for people: its only channel is agent",
+            "'support_followup' does not go out on email: agent",
         ),
         (
             "cart_reminder",
             "[agent]",
-            "the agent channel is for people's follow-ups, not 'cart_reminder'",
+            "'cart_reminder' does not go out on agent: email, push",
         ),
     ],
 )
-def test_the_agent_channel_is_for_people_and_only_people(
+def test_an_act_goes_out_only_on_channels_its_action_allows(
     action: str, channels: str, message: str
 ) -> None:
     text = f"""\

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import orjson
 
-from engine.actions import DEFAULT_ACTIONS
 from engine.decide import DecideConfig, decide
 from engine.dedup import short_hash
+from engine.journeys import default_actions, default_catalogue
 from engine.pending import RESENT, Pending, lesson, resend
 from engine.profile import Profile
 from models.features import NAMES
@@ -17,13 +17,14 @@ from topics.decisions import Decision
 from topics.events import Event
 
 NOW = 1_800_000_000_000
-CLASSES = {a.action_id: a.action_class for a in DEFAULT_ACTIONS}
+CLASSES = {a.action_id: a.action_class for a in default_actions()}
 
 
 def decided(eid: str = "e1") -> tuple[Event, Decision]:
     ev = Event("web", "product_view", eid, "c1", NOW - 5, {"product_id": "p1"})
     profile = Profile("c1", tier="gold", cart={"p1": 12.5}, counts={"web.product_view": 3})
-    d = decide(profile, ev, LogisticHeads(), DecideConfig(exploration_rate=1.0), now_ms=NOW)
+    cfg = DecideConfig(exploration_rate=1.0)
+    d = decide(profile, ev, LogisticHeads(), cfg, default_catalogue(), now_ms=NOW)
     assert d.acts
     return ev, d
 
@@ -46,7 +47,9 @@ def test_a_resent_decision_is_the_original_without_its_explanation() -> None:
     again = resend(Pending.of(d), d.decision_id, "c1", ev, CLASSES)
     assert again.reasons == (RESENT,) and again.candidates == ()
     assert again.propensity is None
-    assert replace(again, reasons=d.reasons, candidates=d.candidates, propensity=d.propensity) == d
+    explained = {"reasons": d.reasons, "candidates": d.candidates, "propensity": d.propensity}
+    # The shell stamps the catalogue in force on a re-sent decision (engine/pipeline.py).
+    assert replace(again, **explained, catalogue_version=d.catalogue_version) == d
 
 
 def test_a_pending_decision_is_stored_in_an_eighth_of_the_record() -> None:

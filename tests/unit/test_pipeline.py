@@ -18,7 +18,10 @@ from models.policy import LogisticHeads
 from topics.catalogue import TopicNames
 from topics.deadletter import reason_of
 
-NOW = 1_800_000_000_000
+NOW = 1_800_028_800_000
+"""2027-01-15 16:00 UTC: daytime for a customer with no time zone, so quiet hours
+(21:00-08:00 local) do not refuse the contacts of events a few hours before it."""
+HOUR = 3_600_000
 NAMES = TopicNames("cx.")
 
 
@@ -164,11 +167,11 @@ def test_terminal_outcome_teaches_the_policy_once() -> None:
 
 def test_a_decision_that_acts_is_a_contact_on_its_channel_at_the_event_time() -> None:
     h = Harness()
-    doc = orjson.loads(event("product_view", "e1", product_id="p1"))
-    acted = h.send("web", orjson.dumps({**doc, "time": NOW - 5_000}))
+    acted = h.send("web", event("product_view", "e1", product_id="p1", time=NOW - 3 * HOUR))
     assert acted.decision is not None and acted.decision.channel is not None
-    assert h.profiles["c1"].contacts == {acted.decision.channel: ((NOW - 5_000) // 1000,)}
-    h.send("support", event("ticket_opened", "s1", ticket_id="t1"))  # agent follow-up
+    assert h.profiles["c1"].contacts == {acted.decision.channel: ((NOW - 3 * HOUR) // 1000,)}
+    # An agent follow-up, past the contact policy's minimum gap of an hour.
+    h.send("support", event("ticket_opened", "s1", ticket_id="t1", time=NOW - HOUR))
     quiet = h.send("web", event("product_view", "e2", product_id="p1"))
     assert quiet.decision is not None and not quiet.decision.acts
     assert sorted(h.profiles["c1"].contacts) == sorted({acted.decision.channel, "agent"})
@@ -191,12 +194,12 @@ def test_an_outcome_for_a_decision_stored_by_the_previous_version_closes_it_unle
 
 def test_open_ticket_customer_gets_no_marketing_until_resolved() -> None:
     h = Harness()
-    opened = h.send("support", event("ticket_opened", "s1", ticket_id="t1"))
+    opened = h.send("support", event("ticket_opened", "s1", ticket_id="t1", time=NOW - 4 * HOUR))
     assert opened.decision is not None and opened.decision.channel == "agent"
-    browsing = h.send("web", event("product_view", "e1", product_id="p1"))
+    browsing = h.send("web", event("product_view", "e1", product_id="p1", time=NOW - 3 * HOUR))
     assert browsing.decision is not None and browsing.decision.action == "none"
     assert [s.topic for s in browsing.sends] == ["cx.decisions.log"]
-    h.send("support", event("ticket_resolved", "s2", ticket_id="t1"))
+    h.send("support", event("ticket_resolved", "s2", ticket_id="t1", time=NOW - 2 * HOUR))
     after = h.send("web", event("product_view", "e2", product_id="p1"))
     assert after.decision is not None and after.decision.action_class == "marketing"
 

@@ -32,7 +32,7 @@ def test_cart_recovery_sets_a_timer_and_the_nudge_at_the_hour_sends_one_reminder
     [sent] = decisions(due, "cx.decisions.email")
     assert sent["action"] == "cart_reminder" and sent["journey"] == "cart_recovery"
     assert sent["event_source"] == TIMER_SOURCE and sent["event_time_ms"] == NOW + HOUR
-    assert sent["catalogue_version"] == "default@2"
+    assert sent["catalogue_version"] == "default@3"
     assert sent["stage"] == "purchase"  # a cart and no order yet, by the lifecycle rules
     assert decisions(due, "cx.decisions.log") == [sent]
     assert h.timers == {"c1": NOW + HOUR + 30 * MIN}  # the next wait of the journey
@@ -91,10 +91,10 @@ def test_erasure_forgets_the_timer() -> None:
 def test_a_poor_csat_sends_a_person_through_the_agent_channel() -> None:
     h = Harness()
     result = h.send("support", event("csat_submitted", "s1", score=1))
-    [offer] = decisions(result, "cx.decisions.email")
     [followup] = decisions(result, "cx.decisions.agent")
-    assert offer["action"] == "recovery_offer"
     assert followup["action"] == "support_followup" and followup["action_class"] == "service"
+    [offer] = decisions(h.tick(NOW + HOUR), "cx.decisions.email")
+    assert offer["action"] == "recovery_offer" and offer["journey"] == "support_recovery"
 
 
 IMMEDIATE = textwrap.dedent(
@@ -115,12 +115,16 @@ IMMEDIATE = textwrap.dedent(
 )
 
 
-def test_when_a_journey_acts_next_best_action_holds_back_its_marketing_offer() -> None:
+def test_when_a_journey_acts_next_best_action_stays_quiet_by_the_minimum_gap() -> None:
+    """One message per moment: the journey's contact is in the profile before
+    next-best-action weighs the same event, and the contact policy's gap refuses the rest."""
     h = Harness(catalogue=load_catalogue(IMMEDIATE.format(version=1, step="nudge", wait="rest")))
     result = h.send("web", event("product_view", "v1", product_id="p1", category="shoes"))
     assert [d.action for d in result.journey_decisions] == ["product_recommendation"]
     assert result.decision is not None and not result.decision.acts
-    assert "held back: a journey acted on this event" in result.decision.reasons
+    reasons = {c.excluded_by for c in result.decision.candidates}
+    assert reasons <= {"min_gap", "cap_channel_day", "cart_not_empty", "open_ticket"}
+    assert "min_gap" in reasons
 
 
 def test_a_new_catalogue_version_is_recorded_and_withdraws_removed_steps() -> None:
@@ -144,14 +148,28 @@ def test_a_big_basket_stalled_at_checkout_goes_to_sales_on_the_agent_channel() -
     result = h.tick(NOW + 2 * HOUR)
     [call] = decisions(result, "cx.decisions.agent")
     assert call["action"] == "sales_followup" and call["journey"] == "sales_assist"
-    # Cart recovery's reminder (+1h) and discount (+1h30) were due too: one catch-up.
+    # Cart recovery's reminder (+1h) and discount (+1h30) were due too: one catch-up. The
+    # contact policy lets the reminder out and refuses the discount: the reminder took
+    # the day's one email, half an hour before it.
     emails = decisions(result, "cx.decisions.email")
-    assert [d["action"] for d in emails] == ["cart_reminder", "discount_offer"]
+    assert [d["action"] for d in emails] == ["cart_reminder"]
+    [refused] = [d for d in decisions(result, "cx.decisions.log") if d["action"] == "none"]
+    assert refused["journey"] == "cart_recovery" and refused["event_time_ms"] == NOW + 90 * MIN
+    assert refused["candidates"] == [
+        {
+            "action": "discount_offer",
+            "channel": "email",
+            "eligible": False,
+            "excluded_by": "cap_channel_day",
+            "score": None,
+            "priority": None,
+        }
+    ]
 
 
 def test_next_best_action_decisions_record_the_catalogue_and_the_stage() -> None:
     h = Harness()
     result = h.send("purchase", event("order_placed", "o1", order_id="o1", amount=25.0))
     assert result.decision is not None
-    assert result.decision.catalogue_version == "default@2"
+    assert result.decision.catalogue_version == "default@3"
     assert result.decision.stage == "retention"  # one order

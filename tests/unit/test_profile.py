@@ -177,7 +177,8 @@ def full() -> Profile:
     cart = {"name": "web.add_to_cart", "product_id": "p1", "price": 10.0}
     journeys, _ = on_event(default_catalogue(), p.journeys, cart, view(p, T), now_ms=T)
     assert journeys.active  # cart recovery is waiting for an order
-    return replace(p, seen={short_hash("web//e1"): T // 1000}, journeys=journeys)
+    deferred = {"cart_recovery:1:remind:0:0": T + 3_600_000}
+    return replace(p, seen={short_hash("web//e1"): T // 1000}, journeys=journeys, deferred=deferred)
 
 
 def test_encode_decode_round_trip() -> None:
