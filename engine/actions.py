@@ -152,7 +152,12 @@ def _action(r: NodeReader, node: yaml.Node, stages: frozenset[str] | None) -> Ac
             when = None
         elif when is not None:
             when.append((name, rule))
-    in_stages = _names(r, f["stages"], "stages", stages) if "stages" in f else ()
+    in_stages: tuple[str, ...] | None = ()
+    if "stages" in f and stages is not None and not stages:
+        r.report(f["stages"], "stages name lifecycle stages, and the catalogue defines none")
+        in_stages = None
+    elif "stages" in f:
+        in_stages = _names(r, f["stages"], "stages", stages)
     journeys = _names(r, f["journeys"], "journeys", None) if "journeys" in f else ()
     nba: bool | None = True
     if "next_best_action" in f:

@@ -24,12 +24,13 @@ from faust.types import TP
 
 from engine import observe
 from engine.admin import AdminError
+from engine.contact_policy import REASONS
 from engine.control import CatalogueFollower
-from engine.decide import DecideConfig
+from engine.decide import HOLDOUT, DecideConfig
 from engine.journey_runtime import Entered, Exited
 from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
-from engine.orchestrate import catalogue_version
+from engine.orchestrate import DEFERRED, catalogue_version
 from engine.pending import TIMER_SOURCE
 from engine.pipeline import Core, Limits, Result, reject
 from engine.profile import Profile
@@ -55,6 +56,8 @@ IDENTITY_TABLE = "identities"
 TIMER_TABLE = "timers"
 CONTROL_RETRY_SECONDS = 5.0
 """Pause before reading the control topic again when it cannot be read."""
+SUPPRESSION_REASONS = frozenset({*REASONS, HOLDOUT})
+"""Exclusions counted as suppressions: the contact policy's reasons and the holdout."""
 EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
@@ -264,7 +267,12 @@ def build_core(settings: Settings) -> Core:
         identity_topic=identity_topic(settings),
         stitched_topic=stitched_topic(settings),
         timer_topic=timer_topic(settings),
-        cfg=DecideConfig(exploration_rate=settings.exploration_rate, min_score=settings.min_score),
+        cfg=DecideConfig(
+            exploration_rate=settings.exploration_rate,
+            min_score=settings.min_score,
+            holdout_share=settings.holdout_share,
+            holdout_salt=settings.holdout_salt,
+        ),
         limits=Limits(
             max_event_bytes=settings.max_event_bytes,
             max_future_ms=settings.max_future_skew_seconds * 1000,
@@ -326,6 +334,31 @@ def _observe(
         if result.log_loss is not None:
             metrics.log_loss.observe(result.log_loss)
     _observe_journeys(metrics, result)
+    _observe_groups(metrics, result)
+
+
+def _observe_groups(metrics: Metrics, result: Result) -> None:
+    """Suppressions, deferrals, and the treated and holdout groups' customers and orders."""
+    for d in (result.decision, *result.journey_decisions):
+        if d is None:
+            continue
+        for c in d.candidates:
+            if c.excluded_by in SUPPRESSION_REASONS:
+                metrics.suppressions.labels(reason=c.excluded_by).inc()
+        if d.journey is not None and not d.acts and d.reasons[-1].startswith(DEFERRED):
+            metrics.deferred.inc()
+    if result.group is None:
+        return
+    if result.new_customer:
+        metrics.group_customers.labels(group=result.group).inc()
+    ev = result.event
+    if ev is not None and ev.source == "purchase" and ev.type == "order_placed":
+        metrics.group_orders.labels(group=result.group).inc()
+        amount = ev.data.get("amount")
+        if isinstance(amount, int | float) and amount > 0:
+            metrics.group_revenue.labels(group=result.group).inc(amount)
+        if result.first_order:
+            metrics.group_converted.labels(group=result.group).inc()
 
 
 def _observe_journeys(metrics: Metrics, result: Result) -> None:

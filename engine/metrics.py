@@ -73,6 +73,42 @@ class Metrics:
             "(actions other than none) it is the exploration rate.",
             registry=r,
         )
+        self.suppressions = Counter(
+            "segue_suppressions",
+            "Candidate contacts (an action on a channel) refused by the contact policy or "
+            "the holdout, by reason: no_consent, suppressed_outcome, quiet_hours, cap_*, "
+            "min_gap, holdout.",
+            ["reason"],
+            registry=r,
+        )
+        self.deferred = Counter(
+            "segue_journey_acts_deferred",
+            "Journey acts deferred by quiet hours to the end of the customer's night.",
+            registry=r,
+        )
+        self.group_customers = Counter(
+            "segue_group_customers",
+            "Known customers first seen by this worker, by group (treated or holdout).",
+            ["group"],
+            registry=r,
+        )
+        self.group_converted = Counter(
+            "segue_group_converted_customers",
+            "Customers who placed their first order, by group: over segue_group_customers "
+            "it is the group's conversion rate.",
+            ["group"],
+            registry=r,
+        )
+        self.group_orders = Counter(
+            "segue_group_orders", "Orders placed, by group.", ["group"], registry=r
+        )
+        self.group_revenue = Counter(
+            "segue_group_revenue",
+            "Order amounts, in the shop's currency, by group: over segue_group_customers it is "
+            "revenue per customer, and treated minus holdout is the uplift.",
+            ["group"],
+            registry=r,
+        )
         self.latency = Histogram(
             "segue_event_to_decision_seconds",
             "From the event's time to its decision being handed to the producer.",

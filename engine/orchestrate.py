@@ -38,6 +38,8 @@ from engine.profile import Profile, view
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
 
+DEFERRED = "deferred by quiet hours until"
+"""How the reasons of a deferred act's decision begin their last line."""
 JOURNEY_MODEL = "journey"
 """``model_version`` of journey decisions: a catalogue step chose them, not the model."""
 
@@ -206,7 +208,7 @@ def act_decision(
         if defer:
             until = min(defer)
             p = replace(p, deferred={**p.deferred, act.act_id: until})
-            reasons.append(f"deferred by quiet hours until {_iso(until)}")
+            reasons.append(f"{DEFERRED} {_iso(until)}")
         elif verdicts:
             why = ", ".join(f"{v.channel}: {v.reason}" for v in verdicts)
             reasons.append(f"no channel the contact policy allows ({why})")

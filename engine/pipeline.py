@@ -143,6 +143,12 @@ class Result:
     """Everything the journeys did (entries, acts, exits), for metrics."""
     timers: dict[str, int | None] = field(default_factory=dict)
     """Customers whose next journey timer changed: key -> wake time (None: no timer)."""
+    group: str | None = None
+    """A known customer's experiment group, ``treated`` or ``holdout``; None otherwise."""
+    new_customer: bool = False
+    """The event created the customer's profile."""
+    first_order: bool = False
+    """The event is the customer's first order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +298,10 @@ class Core:
             max_ids=self.limits.dedup_max_ids,
         )
         result = Result("applied", event=ev)
+        if not profile.anonymous:
+            result.group = "holdout" if in_holdout(key, self.cfg) else "treated"
+            result.new_customer = stored is None
+            result.first_order = profile.orders > before.orders == 0
         if ev.source == "outcome" and ev.type in REWARDS:
             profile, pending = take_pending(profile, str(ev.data["decision_id"]))
             taught = lesson(pending) if pending is not None else None

@@ -85,6 +85,18 @@ class Settings:
     min_score: float = _opt(
         0.0, "Stay quiet when the best eligible action scores below this propensity."
     )
+    holdout_share: float = _opt(
+        0.05,
+        "Share of customers, by a stable hash of their id, in the holdout group: they get "
+        "no marketing action from journeys or next-best-action (service and transactional "
+        "ones still go out), so treated customers' conversion and revenue can be compared "
+        "with theirs. 0 turns the holdout off.",
+    )
+    holdout_salt: str = _opt(
+        "segue",
+        "Mixed into the holdout hash: a new salt draws a new holdout group (a new "
+        "experiment); the same salt keeps every customer in their group across restarts.",
+    )
     journeys_file: str = _opt(
         "",
         "Journey catalogue (YAML) a worker uses until one is published on the control "
@@ -114,6 +126,8 @@ class Settings:
             raise SettingsError(f"{env_name('partitions')} must be at least 1")
         if self.replication_factor < 1:
             raise SettingsError(f"{env_name('replication_factor')} must be at least 1")
+        if not 0.0 <= self.holdout_share < 1.0:
+            raise SettingsError(f"{env_name('holdout_share')} must be from 0 up to (not) 1")
         if not 0.0 <= self.exploration_rate <= 1.0:
             raise SettingsError(f"{env_name('exploration_rate')} must be between 0 and 1")
         if self.log_level.lower() not in {"debug", "info", "warning", "error"}:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from engine.decide import DecideConfig, decide
 from engine.journeys import default_catalogue
 from engine.profile import Profile
@@ -85,3 +87,22 @@ def test_min_score_keeps_quiet() -> None:
     d = decide(Profile("c1"), ev(), LogisticHeads(), cfg, CAT, now_ms=NOW)
     assert d.action == "none"
     assert any("below min_score" in r for r in d.reasons)
+
+
+def test_the_logged_propensity_is_the_probability_of_the_choice() -> None:
+    """The propensity off-policy evaluation divides by: over many decision ids, each arm
+    is chosen as often as the propensity logged with it says."""
+    cfg = DecideConfig(exploration_rate=0.4)
+    counts: dict[str, int] = {}
+    logged: dict[str, float] = {}
+    n = 4000
+    for i in range(n):
+        d = decide(Profile("c1"), ev(eid=f"e{i}"), LogisticHeads(), cfg, CAT, now_ms=NOW)
+        arm = f"{d.action}:{d.channel}"
+        counts[arm] = counts.get(arm, 0) + 1
+        assert d.propensity is not None
+        assert logged.setdefault(arm, d.propensity) == d.propensity  # one value per arm
+    eligible = sum(c.eligible for c in d.candidates)
+    assert sum(logged.values()) == pytest.approx(1.0) and len(logged) == eligible
+    for arm, p in logged.items():
+        assert abs(counts[arm] / n - p) < 4 * (p * (1 - p) / n) ** 0.5, arm

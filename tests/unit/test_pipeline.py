@@ -28,7 +28,12 @@ NAMES = TopicNames("cx.")
 class Harness:
     """The core with dict-backed tables, standing in for the worker's Faust tables."""
 
-    def __init__(self, partitions: int = 0, catalogue: Catalogue | None = None) -> None:
+    def __init__(
+        self,
+        partitions: int = 0,
+        catalogue: Catalogue | None = None,
+        cfg: DecideConfig | None = None,
+    ) -> None:
         self.profiles: dict[str, Profile] = {}
         self.identities: dict[str, str] = {}
         self.timers: dict[str, int] = {}
@@ -40,7 +45,7 @@ class Harness:
             identity_topic="app-identity",
             stitched_topic="app-stitched",
             timer_topic="app-timers",
-            cfg=DecideConfig(exploration_rate=0.0),
+            cfg=cfg or DecideConfig(exploration_rate=0.0),
             limits=Limits(partitions=partitions),
         )
         self.offset = 0
