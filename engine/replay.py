@@ -148,6 +148,10 @@ class Attribution:
         """The evaluated decisions, in the order they were read."""
         return list(self._logged.values())
 
+    def by_id(self) -> Mapping[str, Logged]:
+        """The evaluated decisions by decision id, in the order they were read."""
+        return dict(self._logged)
+
     def _skip_reason(self, d: Decision) -> str | None:
         if d.decision_id in self._seen:
             return "duplicate decision id (re-sent or replayed)"
