@@ -142,6 +142,10 @@ def _parser() -> argparse.ArgumentParser:
     current = jsub.add_parser("current", help="the catalogue in force on the control topic")
     current.set_defaults(run=_journeys_current)
 
+    from engine.cli_decisions import register as register_decision_tools
+
+    register_decision_tools(sub)  # explain, evaluate
+
     worker = sub.add_parser("worker", help="run the Faust worker (ingest, profile, decide)")
     worker.set_defaults(run=_worker)
 
