@@ -32,8 +32,9 @@ from typing import Any
 import orjson
 
 from benchmarks.results_io import machine, write_result
-from engine.actions import DEFAULT_ACTIONS, TRIGGERS
+from engine.actions import TRIGGERS
 from engine.decide import DecideConfig, decide
+from engine.journeys import default_catalogue
 from engine.profile import Profile, apply_event
 from engine.replay import Attribution
 from models.evaluate import NONE, Logged, TargetPolicy, evaluate
@@ -44,7 +45,8 @@ from topics.events import Event, parse_event
 
 START_MS = 1_800_000_000_000
 STEP_MS = 50
-VALUES = {a.action_id: a.value for a in DEFAULT_ACTIONS}
+CATALOGUE = default_catalogue()
+VALUES = {a.action_id: a.value for a in CATALOGUE.actions}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +96,7 @@ def fixed_model(customers: int, steps: int, seed: int) -> LogisticHeads:
     for i, (p, ev) in enumerate(decision_points(pop)):
         if i >= steps:
             break
-        d = decide(p, ev, model, cfg, now_ms=ev.time_ms)
+        d = decide(p, ev, model, cfg, CATALOGUE, now_ms=ev.time_ms)
         if d.acts:
             assert d.channel is not None
             hit = rng.random() < pop.true_propensity(p.customer_id, d.action, d.channel)
@@ -118,7 +120,7 @@ def simulate(
     for i, (p, ev) in enumerate(decision_points(pop)):
         if i >= decisions:
             break
-        d = decide(p, ev, model, cfg, now_ms=ev.time_ms)
+        d = decide(p, ev, model, cfg, CATALOGUE, now_ms=ev.time_ms)
         truths[d.decision_id] = {
             f"{c.action}:{c.channel}": pop.true_propensity(p.customer_id, c.action, c.channel)
             for c in d.candidates

@@ -182,8 +182,8 @@ def parse_window(text: str) -> int:
 
 
 def _target(spec: str, settings: Settings) -> tuple[str, TargetPolicy]:
-    from engine.actions import DEFAULT_ACTIONS
     from engine.cli import CommandError
+    from engine.journeys import default_actions
     from models.targets import greedy, load_snapshot, ranked_by, uniform
 
     if spec == "greedy":
@@ -195,7 +195,7 @@ def _target(spec: str, settings: Settings) -> tuple[str, TargetPolicy]:
             model = load_snapshot(Path(spec.removeprefix("snapshot:")))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
-        values = {a.action_id: a.value for a in DEFAULT_ACTIONS}
+        values = {a.action_id: a.value for a in default_actions()}
         return spec, ranked_by(model, values, settings.min_score)
     raise CommandError(f"--policy {spec!r}: give greedy, random or snapshot:PATH")
 

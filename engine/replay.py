@@ -20,7 +20,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from engine.actions import DEFAULT_ACTIONS
+from engine.journeys import default_actions
 from engine.logread import (
     bounds,
     decode_decision,
@@ -46,7 +46,7 @@ SEEK_SLACK_MS = 3_600_000
 its produce time, a little after the decision, and the producer's clock may differ from
 the worker's; the window itself is applied to ``decided_at_ms``."""
 
-CLASSES: Mapping[str, str] = {a.action_id: a.action_class for a in DEFAULT_ACTIONS}
+CLASSES: Mapping[str, str] = {a.action_id: a.action_class for a in default_actions()}
 
 
 @dataclass

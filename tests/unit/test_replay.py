@@ -10,6 +10,7 @@ import pytest
 
 from engine.cli import main
 from engine.decide import DecideConfig, decide
+from engine.journeys import default_catalogue
 from engine.profile import Profile
 from engine.replay import Attribution
 from models.evaluate import NONE, Logged
@@ -18,8 +19,9 @@ from models.targets import greedy, load_snapshot, ranked_by, uniform
 from topics.decisions import Candidate, Decision
 from topics.events import Event
 
-NOW = 1_800_000_000_000
+NOW = 1_800_028_800_000  # 16:00 UTC: the hours before it are out of quiet hours
 HOUR = 3_600_000
+CAT = default_catalogue()
 
 
 def decision(did: str, at: int = NOW - 2 * HOUR, **changes: object) -> Decision:
@@ -111,9 +113,9 @@ def test_what_is_skipped_is_counted_by_reason() -> None:
 
 
 def test_service_actions_are_the_arms_when_eligible_as_the_engine_puts_them_first() -> None:
-    p = Profile("c1", open_tickets=("t1",))
+    p = Profile("c1", open_tickets={"t1": "normal"})
     ev = Event("support", "ticket_opened", "e1", "c1", NOW, {})
-    d = decide(p, ev, LogisticHeads(), DecideConfig(), now_ms=NOW - 2 * HOUR)
+    d = decide(p, ev, LogisticHeads(), DecideConfig(), CAT, now_ms=NOW - 2 * HOUR)
     a = Attribution(window_ms=HOUR, now_ms=NOW)
     a.add_decision(d)
     (logged,) = a.logs()
@@ -127,7 +129,7 @@ def test_greedy_target_takes_what_decide_takes_without_exploration() -> None:
     for i in range(40):
         p = Profile("c1", cart={"p1": 5.0} if i % 2 else {}, counts={"web.search": i % 5})
         ev = Event("web", "product_view", f"e{i}", "c1", NOW - HOUR, {})
-        d = decide(p, ev, model, DecideConfig(exploration_rate=0.0), now_ms=NOW - HOUR)
+        d = decide(p, ev, model, DecideConfig(exploration_rate=0.0), CAT, now_ms=NOW - HOUR)
         a.add_decision(d)
         chosen[d.decision_id] = f"{d.action}:{d.channel}"
     target = greedy()
