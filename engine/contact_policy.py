@@ -233,22 +233,52 @@ def check(
 ) -> Verdict:
     """The verdict on contacting ``p`` with ``action`` of ``action_class`` on ``channel``
     at ``now_ms`` (epoch milliseconds), by the rules in the module docstring."""
-    if channel in p.opted_out:
-        return Verdict(action, channel, now_ms, "no_consent")
-    if action_class == "transactional":
-        return Verdict(action, channel, now_ms)
-    if suppressed_until_ms(policy, p, action, now_ms) is not None:
-        return Verdict(action, channel, now_ms, "suppressed_outcome")
-    zone = customer_zone(policy, p)
-    local = datetime.fromtimestamp(now_ms // 1000, zone)
-    if channel not in policy.quiet_exempt and in_quiet_hours(policy, local.time()):
-        fallback = _open_fallback(policy, p, channel, now_ms, local.date(), zone)
-        if fallback is not None:
-            return Verdict(action, fallback, now_ms)
-        until = quiet_hours_end_ms(policy, local, zone)
-        return Verdict(action, channel, now_ms, "quiet_hours", defer_until_ms=until)
-    reason = _limit(policy, p, channel, now_ms, local.date(), zone)
-    return Verdict(action, channel, now_ms, reason)
+    return Moment(policy, p, now_ms).check(action, action_class, channel)
+
+
+class Moment:
+    """One customer at one moment, for checking several candidate contacts: the local
+    time and the contact counts are worked out once, when the first check needs them
+    (a decision weighs eight or so candidates against the same history)."""
+
+    def __init__(self, policy: ContactPolicy, p: Profile, now_ms: int) -> None:
+        self.policy, self.p, self.now_ms = policy, p, now_ms
+        self._local: tuple[ZoneInfo, datetime] | None = None
+        self._usage: _Usage | None = None
+
+    def check(self, action: str, action_class: ActionClass, channel: str) -> Verdict:
+        policy, p, now_ms = self.policy, self.p, self.now_ms
+        if channel in p.opted_out:
+            return Verdict(action, channel, now_ms, "no_consent")
+        if action_class == "transactional":
+            return Verdict(action, channel, now_ms)
+        if suppressed_until_ms(policy, p, action, now_ms) is not None:
+            return Verdict(action, channel, now_ms, "suppressed_outcome")
+        zone, local = self.local()
+        if channel not in policy.quiet_exempt and in_quiet_hours(policy, local.time()):
+            # The fallback takes the contact if the customer may be contacted there now.
+            fallback = policy.quiet_fallback.get(channel)
+            if (
+                fallback is not None
+                and fallback not in p.opted_out
+                and (self.usage().limit(policy, fallback) is None)
+            ):
+                return Verdict(action, fallback, now_ms)
+            until = quiet_hours_end_ms(policy, local, zone)
+            return Verdict(action, channel, now_ms, "quiet_hours", defer_until_ms=until)
+        return Verdict(action, channel, now_ms, self.usage().limit(policy, channel))
+
+    def local(self) -> tuple[ZoneInfo, datetime]:
+        if self._local is None:
+            zone = customer_zone(self.policy, self.p)
+            self._local = zone, datetime.fromtimestamp(self.now_ms // 1000, zone)
+        return self._local
+
+    def usage(self) -> _Usage:
+        if self._usage is None:
+            zone, local = self.local()
+            self._usage = _Usage.of(self.p, self.now_ms, local.date(), zone)
+        return self._usage
 
 
 def accept(p: Profile, verdict: Verdict) -> Profile:
@@ -304,21 +334,10 @@ def quiet_hours_end_ms(policy: ContactPolicy, local: datetime, zone: ZoneInfo) -
     return int(datetime.combine(day, policy.quiet_end, tzinfo=zone).timestamp()) * 1000
 
 
-def _open_fallback(
-    policy: ContactPolicy, p: Profile, channel: str, now_ms: int, today: date, zone: ZoneInfo
-) -> str | None:
-    """The channel ``channel``'s contacts move to in quiet hours, if the policy names one
-    and the customer may be contacted there now."""
-    fallback = policy.quiet_fallback.get(channel)
-    if fallback is None or fallback in p.opted_out:
-        return None
-    return fallback if _limit(policy, p, fallback, now_ms, today, zone) is None else None
-
-
-def _limit(
-    policy: ContactPolicy, p: Profile, channel: str, now_ms: int, today: date, zone: ZoneInfo
-) -> Reason | None:
-    """The first cap or gap that refuses a contact on ``channel`` at ``now_ms``, if any.
+@dataclass(frozen=True, slots=True)
+class _Usage:
+    """The contacts that count at one moment: per channel, those of the local day and of
+    the seven days back, and the nearest one in time on any channel.
 
     Counts every contact of the local day ``today``, and of the seven days back from
     ``now_ms``. A contact recorded after ``now_ms`` (the decision of a later event,
@@ -326,26 +345,37 @@ def _limit(
     most what those counts hold, so no week goes over the cap. An event more than a few
     days late may not see every contact of its week: the history keeps seven days back
     from the newest contact."""
-    now_s = now_ms // 1000
-    week_start = now_s - WEEK_S
-    day: dict[str, int] = {}
-    week: dict[str, int] = {}
-    nearest: int | None = None
-    for ch, packed in p.contacts.items():
-        times = contacts.unpack(packed)
-        day[ch] = sum(1 for t in times if datetime.fromtimestamp(t, zone).date() == today)
-        week[ch] = sum(1 for t in times if t > week_start)
-        gap = min(abs(t - now_s) for t in times)
-        nearest = gap if nearest is None else min(nearest, gap)
-    cap = policy.cap(channel)
-    if day.get(channel, 0) >= cap.day:
-        return "cap_channel_day"
-    if week.get(channel, 0) >= cap.week:
-        return "cap_channel_week"
-    if sum(day.values()) >= policy.total_cap.day:
-        return "cap_total_day"
-    if sum(week.values()) >= policy.total_cap.week:
-        return "cap_total_week"
-    if nearest is not None and nearest < policy.min_gap_s:
-        return "min_gap"
-    return None
+
+    day: dict[str, int]
+    week: dict[str, int]
+    nearest_s: int | None
+
+    @classmethod
+    def of(cls, p: Profile, now_ms: int, today: date, zone: ZoneInfo) -> _Usage:
+        now_s = now_ms // 1000
+        week_start = now_s - WEEK_S
+        day: dict[str, int] = {}
+        week: dict[str, int] = {}
+        nearest: int | None = None
+        for ch, packed in p.contacts.items():
+            times = contacts.unpack(packed)
+            day[ch] = sum(1 for t in times if datetime.fromtimestamp(t, zone).date() == today)
+            week[ch] = sum(1 for t in times if t > week_start)
+            gap = min(abs(t - now_s) for t in times)
+            nearest = gap if nearest is None else min(nearest, gap)
+        return cls(day, week, nearest)
+
+    def limit(self, policy: ContactPolicy, channel: str) -> Reason | None:
+        """The first cap or gap that refuses a contact on ``channel``, if any."""
+        cap = policy.cap(channel)
+        if self.day.get(channel, 0) >= cap.day:
+            return "cap_channel_day"
+        if self.week.get(channel, 0) >= cap.week:
+            return "cap_channel_week"
+        if sum(self.day.values()) >= policy.total_cap.day:
+            return "cap_total_day"
+        if sum(self.week.values()) >= policy.total_cap.week:
+            return "cap_total_week"
+        if self.nearest_s is not None and self.nearest_s < policy.min_gap_s:
+            return "min_gap"
+        return None

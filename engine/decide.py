@@ -24,7 +24,7 @@ from typing import Any
 
 from engine import contact_policy
 from engine.actions import Action
-from engine.journeys import Catalogue
+from engine.journeys import Catalogue, stage_of
 from engine.orchestrate import catalogue_version, event_doc
 from engine.profile import Profile, view
 from models.explore import EpsilonGreedy
@@ -72,21 +72,26 @@ def decide(
     cat: Catalogue,
     *,
     now_ms: int,
-    stage: str | None = None,
 ) -> Decision:
     """The decision for ``ev`` under catalogue ``cat``, with the feature snapshot it was
-    scored on; ``stage`` (the customer's lifecycle stage) is recorded and checked."""
+    scored on and the customer's lifecycle stage, which it records and checks."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
     holdout = in_holdout(p.customer_id, cfg)
-    by_arm = {
-        f"{a.action_id}:{c}": a for a in cat.actions if a.next_best_action for c in a.channels
-    }
-    ctx = {"profile": view(p, ev.time_ms), "event": event_doc(ev), "now": ev.time_ms}
-    exclusions = {
-        arm: _excluded_by(p, ev, a, arm.split(":", 1)[1], cat, ctx, stage=stage, holdout=holdout)
-        for arm, a in by_arm.items()
-    }
+    profile = view(p, ev.time_ms)
+    stage = stage_of(cat, profile, ev.time_ms) if cat.lifecycle else None
+    ctx = {"profile": profile, "event": event_doc(ev), "now": ev.time_ms}
+    moment = contact_policy.Moment(cat.contact, p, ev.time_ms)
+    by_arm: dict[str, Action] = {}
+    exclusions: dict[str, str | None] = {}
+    for a in cat.actions:
+        if not a.next_best_action:
+            continue
+        why = _rules(p, a, ctx, stage=stage, holdout=holdout)
+        for ch in a.channels:
+            arm = f"{a.action_id}:{ch}"
+            by_arm[arm] = a
+            exclusions[arm] = why if why is not None else _contact(moment, a, ch)
     eligible = [arm for arm, why in exclusions.items() if why is None]
     scores = policy.score_many(x, eligible) if eligible else {}
     priority = {
@@ -129,7 +134,9 @@ def decide(
         )
         for arm, why in exclusions.items()
     )
-    action, channel = chosen.split(":", 1) if chosen else (NO_ACTION, None)
+    action, channel = NO_ACTION, None
+    if chosen is not None:
+        action, channel = chosen.split(":", 1)
     return Decision(
         decision_id=did,
         customer_id=p.customer_id,
@@ -154,17 +161,10 @@ def decide(
     )
 
 
-def _excluded_by(
-    p: Profile,
-    ev: Event,
-    action: Action,
-    channel: str,
-    cat: Catalogue,
-    ctx: dict[str, Any],
-    *,
-    stage: str | None,
-    holdout: bool,
+def _rules(
+    p: Profile, action: Action, ctx: dict[str, Any], *, stage: str | None, holdout: bool
 ) -> str | None:
+    """The first of the action's own rules that excludes it, on every channel."""
     marketing = action.action_class == "marketing"
     if marketing and holdout:
         return HOLDOUT
@@ -172,12 +172,11 @@ def _excluded_by(
         return STAGE
     if marketing and p.open_tickets:
         return OPEN_TICKET
-    failed = action.failed(ctx)
-    if failed is not None:
-        return failed
-    verdict = contact_policy.check(
-        cat.contact, p, action.action_id, action.action_class, channel, now_ms=ev.time_ms
-    )
+    return action.failed(ctx)
+
+
+def _contact(moment: contact_policy.Moment, action: Action, channel: str) -> str | None:
+    verdict = moment.check(action.action_id, action.action_class, channel)
     if verdict.channel != channel:
         return "quiet_hours"  # the policy would move it; that channel is weighed itself
     return verdict.reason

@@ -324,16 +324,7 @@ class Core:
             result.commands = done.commands
             profile = self._journey_sends(result, done, ev.event_id)
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
-            cat = state.catalogue
-            decision = decide(
-                profile,
-                ev,
-                self.policy,
-                self.cfg,
-                cat,
-                now_ms=now_ms,
-                stage=orchestrate.stage(cat, profile, ev.time_ms),
-            )
+            decision = decide(profile, ev, self.policy, self.cfg, state.catalogue, now_ms=now_ms)
             encoded = decision.encode()
             if decision.acts:
                 assert decision.channel is not None

@@ -49,7 +49,8 @@ def test_a_resent_decision_is_the_original_without_its_explanation() -> None:
     assert again.propensity is None
     explained = {"reasons": d.reasons, "candidates": d.candidates, "propensity": d.propensity}
     # The shell stamps the catalogue in force on a re-sent decision (engine/pipeline.py).
-    assert replace(again, **explained, catalogue_version=d.catalogue_version) == d
+    stamped = {"catalogue_version": d.catalogue_version, "stage": d.stage}
+    assert replace(again, **explained, **stamped) == d
 
 
 def test_a_pending_decision_is_stored_in_an_eighth_of_the_record() -> None:
