@@ -10,7 +10,7 @@ is::
         push: {day: 2, week: 5}
       other_channels: {day: 1, week: 3}  # a channel caps does not name (default: email's)
       total: {day: 3, week: 10}          # over every channel
-      min_gap: 1h                        # least time between two contacts, any channel
+      min_gap: 1h                        # least time between two contacts, any channel (0s: none)
       quiet_hours:
         start: "21:00"                   # customer-local; start after end wraps midnight
         end: "08:00"
@@ -70,7 +70,7 @@ def read_contact_policy(r: NodeReader, node: yaml.Node) -> ContactPolicy | None:
             changes[name] = cap = _cap(r, f[key], key)
             ok = ok and cap is not None
     if "min_gap" in f:
-        gap = r.duration(f["min_gap"], "min_gap")
+        gap = r.duration(f["min_gap"], "min_gap", allow_zero=True)
         changes["min_gap_s"] = gap // 1000 if gap is not None else None
         ok = ok and gap is not None
     if "quiet_hours" in f:

@@ -226,12 +226,14 @@ class NodeReader:
             return None
         return bool(yaml.constructor.SafeConstructor().construct_yaml_bool(node))
 
-    def duration(self, node: yaml.Node | None, what: str) -> int | None:
+    def duration(
+        self, node: yaml.Node | None, what: str, *, allow_zero: bool = False
+    ) -> int | None:
         """Milliseconds, from a whole number and a unit: ``500ms``, ``30s``, ``7d``."""
         if node is None:
             return None
         m = _DURATION.fullmatch(node.value) if isinstance(node, yaml.ScalarNode) else None
-        if m is None or int(m[1]) == 0:
+        if m is None or (int(m[1]) == 0 and not allow_zero):
             message = f"{what} must be a duration such as 30m, 1h or 7d, found {_kind(node)}"
             self.report(node, message)
             return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import time
 import urllib.request
@@ -23,6 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 import engine.localkafka as localkafka
 from engine.admin import create_topics
+from engine.journeys import default_catalogue_text
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
 from topics.catalogue import INPUT_MAX_MESSAGE_BYTES, TopicNames
@@ -48,10 +50,36 @@ def event(etype: str, customer_id: str, event_id: str | None = None, **data: Any
     }
 
 
+ANY_HOUR_CONTACTS = """\
+contact_policy:
+  caps:
+    email: {day: 20, week: 20}
+    sms: {day: 20, week: 20}
+    push: {day: 20, week: 20}
+    inapp: {day: 20, week: 20}
+    agent: {day: 20, week: 20}
+  total: {day: 100, week: 100}
+  min_gap: 0s
+  quiet_hours: {start: "00:00", end: "00:00"}
+"""
+"""The contact policy of the catalogues integration tests run: no quiet hours and room
+for bursts. Their events carry the wall clock's time, so with the default policy what a
+test sees would depend on the hour it runs (quiet hours) and on the order of its
+customer's events (caps, gap). The rules themselves are tested with a controlled clock in
+tests/unit/test_contact_policy.py and tests/unit/test_contact_wiring.py."""
+
+
+def any_hour(catalogue: str) -> str:
+    """``catalogue`` with its contact policy replaced by :data:`ANY_HOUR_CONTACTS`."""
+    kept = re.sub(r"(?ms)^contact_policy:\n.*?(?=^\S|\Z)", "", catalogue)
+    return kept.rstrip("\n") + "\n" + ANY_HOUR_CONTACTS
+
+
 def remind_later_catalogue(name: str, wait_seconds: int) -> str:
     """A one-journey catalogue for timer tests: an add_to_cart waits ``wait_seconds``,
     then an email reminder."""
-    return f"""\
+    return (
+        f"""\
 catalogue: {name}
 version: 1
 journeys:
@@ -65,6 +93,8 @@ journeys:
       - id: remind
         act: {{action: cart_reminder, channels: [email]}}
 """
+        + ANY_HOUR_CONTACTS
+    )
 
 
 @dataclass
@@ -179,6 +209,10 @@ class Segue:
 
 def start_segue(kafka: localkafka.ClusterInfo, tmp: Path, **overrides: Any) -> Segue:
     tag = uuid.uuid4().hex[:8]
+    if "journeys_file" not in overrides:
+        journeys = tmp / "journeys.yaml"
+        journeys.write_text(any_hour(default_catalogue_text()))
+        overrides["journeys_file"] = str(journeys)
     settings = replace(
         Settings.from_env({}),
         kafka_bootstrap=kafka.bootstrap,

@@ -57,7 +57,7 @@ def test_a_published_catalogue_takes_effect_without_a_restart(segue: Segue, tmp_
     before = f"c-{uuid.uuid4().hex[:8]}"
     segue.produce("web", [event("search", before, query="boots")])
     [logged] = segue.decisions(segue.names.decision_log, before, bool)
-    assert logged["catalogue_version"] == "default@2" and logged["journey"] is None
+    assert logged["catalogue_version"] == "default@3" and logged["journey"] is None
 
     pid = segue.worker.proc.pid if segue.worker.proc else None
     path = tmp_path / "live.yaml"

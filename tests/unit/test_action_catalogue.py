@@ -150,3 +150,8 @@ def test_the_default_catalogue_defines_every_action_its_journeys_take() -> None:
     assert taken <= {a.action_id for a in cat.actions}
     nba = {a.action_id for a in cat.actions if a.next_best_action}
     assert nba == {"cart_reminder", "discount_offer", "product_recommendation", "support_followup"}
+
+
+def test_a_minimum_gap_of_zero_turns_the_gap_off() -> None:
+    body = HEAD.replace("action: gift", "action: discount_offer")
+    assert load_catalogue(body + "contact_policy:\n  min_gap: 0s\n").contact.min_gap_s == 0
