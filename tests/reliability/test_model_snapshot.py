@@ -37,8 +37,15 @@ def decide_for(segue: Segue, customers: list[str]) -> dict[str, dict[str, Any]]:
     wanted = set(customers)
 
     def mine(recs: list[Any]) -> dict[str, dict[str, Any]]:
-        docs = (orjson.loads(r.value) for r in recs if r.key and r.key.decode() in wanted)
-        return {d["customer_id"]: d for d in docs if d["event_id"].endswith("-s")}
+        # The first decision of each: an event re-read after a rebalance is decided again
+        # under the same id, re-sent without its candidates (engine/pending.py).
+        first: dict[str, dict[str, Any]] = {}
+        for r in recs:
+            if r.key and r.key.decode() in wanted:
+                d = orjson.loads(r.value)
+                if d["event_id"].endswith("-s"):
+                    first.setdefault(d["customer_id"], d)
+        return first
 
     got = mine(segue.consume(segue.names.decision_log, lambda rs: len(mine(rs)) == len(wanted)))
     assert set(got) == wanted, f"undecided: {wanted - set(got)}"
