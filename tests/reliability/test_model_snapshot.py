@@ -9,6 +9,7 @@ is what the published snapshot predicts for the decision's features.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -22,8 +23,10 @@ import orjson
 import pytest
 
 import engine.localkafka as localkafka
+from engine.app import fresh_policy
+from engine.model_store import restore
 from engine.supervise import WorkerProcess
-from models.snapshot import Snapshot, decode, read_header
+from models.snapshot import Snapshot, decode, encode, read_header
 from tests.harness import Segue, event, free_port, start_segue, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -172,7 +175,9 @@ def test_a_clean_shutdown_publishes_what_was_learned_since_the_last_snapshot(
     kafka: localkafka.ClusterInfo, tmp_path: Path
 ) -> None:
     """Scenario: a worker whose snapshot interval is an hour learns, then is stopped
-    with SIGTERM. We expect one snapshot, published on the way out, with all it learned."""
+    with SIGTERM; then a corrupt record is published over its snapshot. We expect one
+    snapshot, published on the way out, with all it learned, and a worker starting after
+    the corrupt record to refuse it and take that snapshot."""
     segue = start_segue(kafka, tmp_path, model_snapshot_seconds=3600.0)
     try:
         learned = teach(segue, 6)
@@ -181,3 +186,13 @@ def test_a_clean_shutdown_publishes_what_was_learned_since_the_last_snapshot(
         assert segue.worker.stop() == 0, segue.worker.log_tail()
     snap = published(segue, learned, timeout=15)
     assert snap.policy.version == f"{POLICY}/{learned}"
+
+    # A corrupt record lands on top of it: the next worker falls back to the good one.
+    key = f"{segue.settings.app_id}/{POLICY}".encode()
+    good = encode(snap.policy, created_at_ms=snap.header.created_at_ms)
+    segue.produce("model.snapshots", [(key, good[:-1] + bytes([good[-1] ^ 1]))])
+    restored = asyncio.run(restore(segue.settings, fresh_policy(segue.settings)))
+    assert restored.header == snap.header
+    assert [r.split(": ", 1)[1] for r in restored.rejected] == [
+        "checksum mismatch: the snapshot is corrupt"
+    ]
