@@ -9,7 +9,8 @@ a snapshot (models/snapshot.py). Compaction keeps the latest per key, so:
    restarted worker and a new one alike go on from what was learned, never from zero.
    A snapshot that does not decode (corrupt, another format, other features, a class
    not on the list) is logged and counted, and the next older one still on the topic
-   is tried; with none, the worker starts fresh.
+   is tried; with none, the worker starts fresh. A tombstone (a null value) for the
+   key resets the model: workers that start after it start fresh.
 2. While it runs, every ``SEGUE_MODEL_SNAPSHOT_SECONDS`` the worker publishes a
    snapshot if its policy learned since the last one, and once more on a clean
    shutdown (a SIGKILL loses at most that interval of learning).
@@ -101,7 +102,10 @@ async def latest_values(
     found: dict[bytes, deque[tuple[str, bytes]]] = {}
 
     def take(rec: Any) -> None:
-        if rec.key is None or rec.value is None or (key is not None and rec.key != key):
+        if rec.key is None or (key is not None and rec.key != key):
+            return
+        if rec.value is None:  # a tombstone: an operator reset this model
+            found.pop(rec.key, None)
             return
         where = f"{rec.topic}/{rec.partition}@{rec.offset}"
         found.setdefault(rec.key, deque(maxlen=KEEP)).append((where, rec.value))
@@ -121,17 +125,7 @@ async def restore(settings: Settings, fresh: Learner) -> Restored:
     topic would soon publish over what was learned."""
     key = policy_key(settings, fresh.name)
     values = (await latest_values(settings, key)).get(key, [])
-    restored = choose(values, fresh)
-    for reason in restored.rejected:
-        log.error("model snapshot not used: %s", reason)
-    if restored.header is not None:
-        h = restored.header
-        log.info("model %s restored from a snapshot taken at %d ms", h.version, h.created_at_ms)
-    elif restored.rejected:
-        log.warning("no usable model snapshot for %s: the model starts fresh", key.decode())
-    else:
-        log.info("no model snapshot for %s yet: the model starts fresh", key.decode())
-    return restored
+    return choose(values, fresh)
 
 
 class Publisher:
@@ -160,11 +154,32 @@ class Publisher:
         self.published_updates = policy.updates
         """Updates in the snapshot on the topic: nothing to publish until it changes."""
         self.taken_at_ms: int | None = header.created_at_ms if header is not None else None
+        self.restored = restored
         self._lock = asyncio.Lock()
         metrics.model_updates.set_function(lambda: float(self.policy.updates))
         metrics.model_snapshot_age.set_function(self._age)
         for _ in restored.rejected if restored is not None else ():
             metrics.model_snapshot_rejected.inc()
+
+    def announce(self) -> None:
+        """Log what the worker started from (once the worker's logging is set up: the
+        snapshot is read before it is)."""
+        key = self.key.decode()
+        rejected = self.restored.rejected if self.restored is not None else ()
+        for reason in rejected:
+            log.error("model snapshot not used: %s", reason)
+        header = self.restored.header if self.restored is not None else None
+        if header is not None:
+            log.info(
+                "model %s restored from %s, taken at %d ms",
+                header.version,
+                key,
+                header.created_at_ms,
+            )
+        elif rejected:
+            log.warning("no usable model snapshot for %s: the model starts fresh", key)
+        else:
+            log.info("no model snapshot for %s: the model starts fresh", key)
 
     async def publish_if_learned(self) -> bool:
         """Encode on the event loop (a few hundred microseconds, benchmarks/model_snapshot.py),
@@ -214,6 +229,10 @@ def install(
 ) -> Publisher:
     """Publish ``policy`` every ``model_snapshot_seconds`` and on a clean shutdown."""
     publisher = Publisher(app, settings, policy, metrics, restored)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def announce() -> None:
+        publisher.announce()
 
     @app.timer(interval=settings.model_snapshot_seconds, name="segue.model-snapshot")  # type: ignore[untyped-decorator]
     async def snapshot() -> None:

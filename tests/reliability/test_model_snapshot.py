@@ -177,7 +177,8 @@ def test_a_clean_shutdown_publishes_what_was_learned_since_the_last_snapshot(
     """Scenario: a worker whose snapshot interval is an hour learns, then is stopped
     with SIGTERM; then a corrupt record is published over its snapshot. We expect one
     snapshot, published on the way out, with all it learned, and a worker starting after
-    the corrupt record to refuse it and take that snapshot."""
+    the corrupt record to refuse it and take that snapshot; after a tombstone for the
+    key, to start fresh."""
     segue = start_segue(kafka, tmp_path, model_snapshot_seconds=3600.0)
     try:
         learned = teach(segue, 6)
@@ -196,3 +197,8 @@ def test_a_clean_shutdown_publishes_what_was_learned_since_the_last_snapshot(
     assert [r.split(": ", 1)[1] for r in restored.rejected] == [
         "checksum mismatch: the snapshot is corrupt"
     ]
+
+    # A tombstone resets the model: the next worker starts fresh, refusing nothing.
+    segue.produce("model.snapshots", [(key, None)])
+    reset = asyncio.run(restore(segue.settings, fresh_policy(segue.settings)))
+    assert (reset.header, reset.policy.updates, reset.rejected) == (None, 0, ())
