@@ -22,7 +22,7 @@ import orjson
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
-from engine import observe
+from engine import model_store, observe
 from engine.admin import AdminError
 from engine.contact_policy import REASONS
 from engine.control import CatalogueFollower
@@ -38,7 +38,7 @@ from engine.records import Record, expected_partition
 from engine.settings import Settings
 from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
 from engine.transport import App as SegueApp
-from models.policy import LogisticHeads
+from models.policy import LogisticHeads, Policy
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
 
@@ -62,12 +62,18 @@ EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
 
-def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.App:
+def build_app(
+    settings: Settings,
+    catalogue: Catalogue | None = None,
+    model: model_store.Restored | None = None,
+) -> faust.App:
     """The worker app: the ingest agent over every input topic, the identity and stitched
     agents over their internal topics, the profile and identity tables, and the web views.
 
     ``catalogue`` is the journey catalogue in force when the worker starts (the CLI reads
-    it from the control topic first); by default the configured or built-in one."""
+    it from the control topic first); by default the configured or built-in one.
+    ``model`` is the policy restored from the model topic (engine/model_store.py); by
+    default a fresh one."""
     credentials: Any = None
     if settings.kafka_sasl_username:
         credentials = faust.SASLCredentials(
@@ -130,7 +136,9 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
     )
     outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
-    core = build_core(settings)
+    policy = model.policy if model is not None else fresh_policy(settings)
+    core = build_core(settings, policy)
+    model_store.install(app, settings, policy, metrics, model)
 
     journeys = Journeys(metrics, catalogue or initial_catalogue(settings))
     index = TimerIndex()
@@ -259,10 +267,11 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
     return app
 
 
-def build_core(settings: Settings) -> Core:
-    """The functional core a worker with these settings runs (benchmarks build it too)."""
+def build_core(settings: Settings, policy: Policy | None = None) -> Core:
+    """The functional core a worker with these settings runs (benchmarks build it too),
+    with ``policy`` (a restored one) or a fresh one."""
     return Core(
-        policy=LogisticHeads(learning_rate=settings.learning_rate),
+        policy=fresh_policy(settings) if policy is None else policy,
         names=TopicNames(settings.topic_prefix),
         identity_topic=identity_topic(settings),
         stitched_topic=stitched_topic(settings),
@@ -281,6 +290,11 @@ def build_core(settings: Settings) -> Core:
             dedup_max_ids=settings.dedup_max_ids,
         ),
     )
+
+
+def fresh_policy(settings: Settings) -> LogisticHeads:
+    """The policy a worker starts with when no snapshot is restored."""
+    return LogisticHeads(learning_rate=settings.learning_rate)
 
 
 def identity_topic(settings: Settings) -> str:

@@ -146,6 +146,13 @@ def _parser() -> argparse.ArgumentParser:
 
     register_decision_tools(sub)  # explain, evaluate
 
+    model = sub.add_parser("model", help="the learned model on the model topic")
+    msub = model.add_subparsers(title="model commands")
+    show = msub.add_parser(
+        "show", help="the latest snapshot per app and policy: version, updates, age, size"
+    )
+    show.set_defaults(run=_model_show)
+
     worker = sub.add_parser("worker", help="run the Faust worker (ingest, profile, decide)")
     worker.set_defaults(run=_worker)
 
@@ -363,17 +370,47 @@ def _journeys_current(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _model_show(args: argparse.Namespace, settings: Settings) -> int:
+    from engine.model_store import latest_values
+    from engine.timers import SystemClock
+    from models.features import LAYOUT
+    from models.snapshot import SnapshotError, read_header
+
+    snapshots = asyncio.run(latest_values(settings, None))
+    if not snapshots:
+        print("no model snapshot published: workers start with a fresh model")
+        return 0
+    now_ms = SystemClock().now_ms()
+    for key, recent in sorted(snapshots.items()):
+        where, value = recent[-1]
+        try:
+            h = read_header(value)  # checks the bytes; unpickles nothing
+        except SnapshotError as err:
+            print(f"{key.decode()}: unreadable snapshot at {where}: {err}")
+            continue
+        age = max(0.0, (now_ms - h.created_at_ms) / 1000)
+        layout = "" if h.layout == LAYOUT else " (other feature layout: this build starts fresh)"
+        print(
+            f"{key.decode()}: {h.version} ({h.policy_class}), {h.updates} updates, "
+            f"taken {age:.0f} s ago, {len(value)} bytes, at {where}{layout}"
+        )
+    return 0
+
+
 def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
 
     from engine.admin import check_inputs
-    from engine.app import build_app
+    from engine.app import build_app, fresh_policy
     from engine.control import latest
+    from engine.model_store import restore
 
     asyncio.run(check_inputs(settings))
     # The catalogue in force, read before the worker consumes anything: no record is
     # processed under a catalogue already replaced. The worker then follows the topic.
-    app = build_app(settings, asyncio.run(latest(settings)))
+    # The model likewise: no decision is made by a fresh model when one was learned.
+    model = asyncio.run(restore(settings, fresh_policy(settings)))
+    app = build_app(settings, asyncio.run(latest(settings)), model)
     from engine.logs import logging_config
 
     worker = faust.Worker(

@@ -27,9 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from engine.admin import AdminError, connection_kwargs, describe, start_client
+from engine.admin import connection_kwargs, start_client
+from engine.compacted import CompactedReader
 from engine.journeys import Catalogue, CatalogueError, Problem, load_catalogue
 from engine.settings import Settings
 from topics.catalogue import TopicNames
@@ -37,7 +38,6 @@ from topics.catalogue import TopicNames
 log = logging.getLogger("segue.control")
 
 CATALOGUE_KEY = b"catalogue"
-POLL_MS = 500
 
 
 class PublishError(Exception):
@@ -127,60 +127,22 @@ class CatalogueFollower:
         *,
         rejected: Callable[[str], None] | None = None,
     ) -> None:
-        self.settings = settings
         self.topic = TopicNames(settings.topic_prefix).control
         self.apply = apply
         self.rejected = rejected or (lambda reason: None)
-        self._consumer: AIOKafkaConsumer | None = None
+        self._reader = CompactedReader(settings, self.topic, self._take, what="control")
 
     async def catch_up(self) -> None:
         """Read to the end offsets of now."""
-        consumer = AIOKafkaConsumer(
-            **connection_kwargs(self.settings),
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        await start_client(consumer, self.settings)
-        self._consumer = consumer  # from here stop() closes it, whatever fails next
-        count = next(
-            (t.partitions for t in await describe(self.settings) if t.spec.name == self.topic), None
-        )
-        if not count:
-            raise AdminError(
-                f"control topic {self.topic} does not exist: run `segue topics create`"
-            )
-        tps = [TopicPartition(self.topic, p) for p in range(count)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
-
-        async def behind() -> bool:
-            for tp, end in ends.items():
-                if await consumer.position(tp) < end:
-                    return True
-            return False
-
-        while await behind():
-            batch = await consumer.getmany(timeout_ms=POLL_MS)
-            for records in batch.values():
-                for rec in records:
-                    self._take(rec)
+        await self._reader.catch_up()
 
     async def follow(self) -> None:
         """Catch up, then apply each new record as it comes, until cancelled."""
-        if self._consumer is None:
-            await self.catch_up()
-        assert self._consumer is not None
         while True:
-            batch = await self._consumer.getmany(timeout_ms=POLL_MS)
-            for records in batch.values():
-                for rec in records:
-                    self._take(rec)
+            await self._reader.poll()
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await self._reader.stop()
 
     def _take(self, rec: Any) -> None:
         if rec.key != CATALOGUE_KEY:

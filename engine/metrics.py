@@ -155,6 +155,29 @@ class Metrics:
             "Catalogue records on the control topic the worker refused as invalid.",
             registry=r,
         )
+        self.model_updates = Gauge(
+            "segue_model_updates",
+            "Outcomes the model in use has learned from, over its whole life (snapshots "
+            "included): the count in its version.",
+            registry=r,
+        )
+        self.model_snapshot_age = Gauge(
+            "segue_model_snapshot_age_seconds",
+            "Since the model snapshot this worker last restored or published was taken; "
+            "NaN before the first.",
+            registry=r,
+        )
+        self.model_snapshots_published = Counter(
+            "segue_model_snapshots_published",
+            "Model snapshots this worker published to the model topic (acknowledged).",
+            registry=r,
+        )
+        self.model_snapshot_rejected = Counter(
+            "segue_model_snapshot_rejected",
+            "Model snapshots on the topic this worker refused at start (corrupt, another "
+            "format or feature layout, an unknown class).",
+            registry=r,
+        )
 
         self.consumer_lag = Gauge(
             "segue_consumer_lag_records",

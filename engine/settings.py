@@ -107,6 +107,12 @@ class Settings:
         "How often a worker looks for due journey timers: about the most a timer fires "
         "late on a healthy worker.",
     )
+    model_snapshot_seconds: float = _opt(
+        30.0,
+        "How often a worker publishes its model to the model topic when it learned since "
+        "the last snapshot (and once more on a clean shutdown): the most learning a "
+        "crashed worker loses.",
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -136,6 +142,8 @@ class Settings:
             raise SettingsError(f"{env_name('fetch_max_wait_ms')} must be 0 to 10000")
         if self.timer_tick_seconds <= 0:
             raise SettingsError(f"{env_name('timer_tick_seconds')} must be above 0")
+        if self.model_snapshot_seconds <= 0:
+            raise SettingsError(f"{env_name('model_snapshot_seconds')} must be above 0")
         if not self.table_store.startswith(("memory://", "rocksdb://")):
             raise SettingsError(f"{env_name('table_store')} must be memory:// or rocksdb://")
 

@@ -24,6 +24,15 @@ producer that may just log and drop it."""
 DLQ_MAX_MESSAGE_BYTES = INPUT_MAX_MESSAGE_BYTES + 64 * 1024
 """Room for any input record plus the reason headers a dead letter adds."""
 
+MODEL_MAX_MESSAGE_BYTES = 2 * 1024 * 1024
+"""Largest model snapshot: 500 times the default policy's (about 4 KB with 8 arms), and
+within the worker producer's request limit (DLQ_MAX_MESSAGE_BYTES)."""
+
+MODEL_SEGMENT_MS = 3_600_000
+"""Compaction never cleans the active segment, which Kafka rolls every 7 days by
+default: at a snapshot every 30 s per worker that is 20,000 records a starting worker
+reads. Rolling hourly bounds it to about 120 per worker."""
+
 
 @dataclass(frozen=True, slots=True)
 class TopicSpec:
@@ -33,12 +42,16 @@ class TopicSpec:
     keyed_by_customer: bool = True
     max_message_bytes: int | None = None
     """Per-topic ``max.message.bytes``; None keeps the broker's default (1 MiB)."""
+    segment_ms: int | None = None
+    """Per-topic ``segment.ms``; None keeps the broker's default (7 days)."""
 
     def configs(self) -> dict[str, str]:
         """Topic-level configs ``segue topics create`` sets."""
         out = {"cleanup.policy": "compact" if self.compacted else "delete"}
         if self.max_message_bytes is not None:
             out["max.message.bytes"] = str(self.max_message_bytes)
+        if self.segment_ms is not None:
+            out["segment.ms"] = str(self.segment_ms)
         return out
 
 
@@ -119,6 +132,8 @@ def topic_catalogue(prefix: str) -> list[TopicSpec]:
             compacted=True,
             purpose="learned model snapshots",
             keyed_by_customer=False,
+            max_message_bytes=MODEL_MAX_MESSAGE_BYTES,
+            segment_ms=MODEL_SEGMENT_MS,
         ),
     ]
     return specs
