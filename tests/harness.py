@@ -209,7 +209,11 @@ class Segue:
 
 def start_segue(kafka: localkafka.ClusterInfo, tmp: Path, **overrides: Any) -> Segue:
     tag = uuid.uuid4().hex[:8]
+    # Customers with random ids: a holdout share would take a random few of each test's
+    # customers out of marketing. Holdout is tested with chosen ids (tests/unit).
+    overrides.setdefault("holdout_share", 0.0)
     if "journeys_file" not in overrides:
+        tmp.mkdir(parents=True, exist_ok=True)
         journeys = tmp / "journeys.yaml"
         journeys.write_text(any_hour(default_catalogue_text()))
         overrides["journeys_file"] = str(journeys)

@@ -34,8 +34,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 POLICY = "logistic-heads"
 
 
-def decide_for(segue: Segue, customers: list[str]) -> dict[str, dict[str, Any]]:
-    """One search per customer, and the next-best-action decision each got."""
+def decide_for(
+    segue: Segue, customers: list[str], timeout: float = 45.0
+) -> dict[str, dict[str, Any]]:
+    """One search per customer, and the next-best-action decision each got; ``timeout``
+    covers a rebalance when a worker joins."""
     segue.produce("web", [event("search", c, event_id=f"{c}-s", query="boots") for c in customers])
     wanted = set(customers)
 
@@ -50,7 +53,8 @@ def decide_for(segue: Segue, customers: list[str]) -> dict[str, dict[str, Any]]:
                     first.setdefault(d["customer_id"], d)
         return first
 
-    got = mine(segue.consume(segue.names.decision_log, lambda rs: len(mine(rs)) == len(wanted)))
+    done = segue.consume(segue.names.decision_log, lambda rs: len(mine(rs)) == len(wanted), timeout)
+    got = mine(done)
     assert set(got) == wanted, f"undecided: {wanted - set(got)}"
     return got
 
@@ -152,7 +156,9 @@ def test_a_restarted_and_a_new_worker_start_from_the_published_model(
                     break
             except OSError:  # its web server is not up yet
                 pass
-            decided |= decide_for(segue, [f"b-{uuid.uuid4().hex[:6]}-{i}" for i in range(6)])
+            # Events on partitions moving to the joining worker wait for its recovery.
+            batch = [f"b-{uuid.uuid4().hex[:6]}-{i}" for i in range(6)]
+            decided |= decide_for(segue, batch, timeout=120.0)
         assert second.metric("segue_model_updates") == learned
         assert_decided_by(snap, list(decided.values()))
 
