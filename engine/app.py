@@ -271,6 +271,7 @@ def build_core(settings: Settings) -> Core:
             partitions=settings.partitions,
             dedup_window_ms=settings.dedup_window_seconds * 1000,
             dedup_max_ids=settings.dedup_max_ids,
+            attribution_window_ms=settings.attribution_window_seconds * 1000,
         ),
     )
 
@@ -321,10 +322,7 @@ def _observe(
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
         if d.explored:
             metrics.explored.inc()
-    elif result.reward is not None:
-        metrics.rewards.labels(outcome="positive" if result.reward > 0 else "negative").inc()
-        if result.log_loss is not None:
-            metrics.log_loss.observe(result.log_loss)
+    metrics.learned(result.lessons, result.late_outcomes)
     _observe_journeys(metrics, result)
 
 

@@ -154,9 +154,10 @@ def test_terminal_outcome_teaches_the_policy_once() -> None:
     assert h.send("outcome", event("delivered", "o1", decision_id=did)).status == "applied"
     assert h.policy.updates == 0
     learned = h.send("outcome", event("converted", "o2", decision_id=did))
-    assert learned.status == "learned" and learned.reward == 1.0
+    [taught] = learned.lessons
+    assert learned.status == "learned" and (taught.kind, taught.reward) == ("outcome", 1.0)
     # An untaught head scores 0.5, and the loss is taken before learning: -ln 0.5.
-    assert learned.log_loss == pytest.approx(math.log(2))
+    assert taught.log_loss == pytest.approx(math.log(2))
     assert h.policy.updates == 1 and h.profiles["c1"].pending == ()
     late = h.send("outcome", event("dismissed", "o3", decision_id=did))
     assert late.status == "applied" and h.policy.updates == 1
