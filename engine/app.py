@@ -37,7 +37,7 @@ from engine.records import Record, expected_partition
 from engine.settings import Settings
 from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
 from engine.transport import App as SegueApp
-from models.policy import LogisticHeads
+from models.uplift import UpliftHeads
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
 
@@ -259,7 +259,7 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
 def build_core(settings: Settings) -> Core:
     """The functional core a worker with these settings runs (benchmarks build it too)."""
     return Core(
-        policy=LogisticHeads(learning_rate=settings.learning_rate),
+        policy=UpliftHeads(learning_rate=settings.learning_rate),
         names=TopicNames(settings.topic_prefix),
         identity_topic=identity_topic(settings),
         stitched_topic=stitched_topic(settings),
@@ -322,7 +322,7 @@ def _observe(
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
         if d.explored:
             metrics.explored.inc()
-    metrics.learned(result.lessons, result.late_outcomes)
+    metrics.learned(result.lessons, result.revenue, result.late_outcomes)
     _observe_journeys(metrics, result)
 
 

@@ -1,41 +1,49 @@
 """Which decision earned what: outcomes and purchases matched to the decisions a customer's
-profile holds open, and the lessons they teach the policy.
+profile holds, and the lessons they teach the policy.
 
-A decision that acts is held open (``hold``; at most ``engine.profile.MAX_PENDING`` per
+A decision that acts is held (``hold``; at most ``engine.profile.MAX_PENDING`` per
 customer) for the attribution window after it was made (its ``decided_at_ms``), measured
 against the event time of the customer's later records. ``settle`` runs on every record
-applied to the customer, timer nudges included, and closes decisions like this:
+applied to the customer (``expire`` on timer nudges). What answers a held decision:
 
 =====================================================  ==================================
-what arrives                                           what the decision teaches
+what arrives within the window                         the reward it earns
 =====================================================  ==================================
-``clicked`` or ``converted`` with its ``decision_id``  reward 1 (kind ``outcome``)
-``dismissed``, ``bounced``, ``unsubscribed``,          reward 0 (``outcome``)
-``complained`` with its ``decision_id``
-``delivered`` or ``opened``                            nothing yet: it stays open
-``order_placed`` (a purchase, no decision id)          reward 1 to the customer's most
-                                                       recent open marketing decision,
-                                                       clicked ones first; the order's
+``clicked`` or ``converted`` with its ``decision_id``  1 (lesson kind ``outcome``)
+``dismissed``, ``bounced``, ``unsubscribed``,          0 (``outcome``), unless a click
+``complained`` with its ``decision_id``                came first
+``delivered`` or ``opened``                            nothing: it stays open
+``order_placed`` (a purchase, no decision id)          1 to the customer's most recent
+                                                       clicked marketing decision, else
+                                                       to the most recent one still
+                                                       open (``purchase``); the order's
                                                        ``amount`` is its revenue
-                                                       (``purchase``)
-any record after the decision's window                 reward 0, dropped (``expired``)
-a decision beyond the memory's four                    the oldest held: reward 0,
-                                                       dropped (``evicted``)
+nothing                                                0 when the window has passed
+                                                       (``expired``)
 =====================================================  ==================================
 
-A click teaches reward 1 at once, but the decision stays held, marked ``rewarded``, until
-its window ends or a ``converted`` or a purchase closes it: the purchase a click leads to
-is then credited to the decision clicked, not to a later one, and teaches nothing twice.
+Why a decision teaches when it leaves the memory, not when it is answered: a click
+comes within the hour, silence is known only when the window ends, days later. A model
+taught each reward as it comes sees an arm's clicks now and its silences three days
+later; an arm the policy starts to favour then looks better than it is, is favoured
+more, and the policy chases its own echo (the lift benchmark lost a fifth of the
+oracle's lift to it). Taught when they leave, every decision teaches on the same
+schedule, whatever it earned:
 
-An outcome that arrives after its decision's window teaches nothing more: the decision
-expires (reward 0) and the outcome is counted as late. If an earlier record of the
-customer had already expired it, the outcome finds no decision held, like one for a
-decision already closed, and is not counted as late: the profile keeps no trace of
-decisions it has let go.
+1. when a record of the customer shows its window has passed (``expired``: the reward
+   of what came within the window, 0 if nothing did);
+2. when a newer decision pushes it out of the memory (``evicted``: the reward known by
+   then; one never answered teaches 0, though an answer may still have come).
+
+A customer's conversions count decisions (``Profile.conversions``): a click and the
+purchase it leads to are one. An outcome that arrives after its decision's window
+teaches nothing: the decision expires and the outcome is counted as late; if an earlier
+record had already expired it, the outcome finds no decision held, like one for a
+decision already let go, and is not counted.
 
 Every lesson is learned from the feature snapshot stored with the decision
-(``engine.pending.lesson``). A journey's decision keeps no features: it is settled the
-same way and its revenue counted, but it teaches the model nothing.
+(``engine.pending.lesson``). A journey's decision keeps none: it is answered the same
+way and its revenue counted, but it teaches the model nothing.
 """
 
 from __future__ import annotations
@@ -52,6 +60,8 @@ from engine.profile import Profile, remember
 from models.policy import Policy
 from topics.events import Event
 
+OPEN, CLICKED, REFUSED, BOUGHT = 0, 1, 2, 3
+"""``Pending.answer``: not answered yet, a positive outcome, a negative one, a purchase."""
 REWARDS: dict[str, float] = {
     "clicked": 1.0,
     "converted": 1.0,
@@ -60,40 +70,33 @@ REWARDS: dict[str, float] = {
     "unsubscribed": 0.0,
     "complained": 0.0,
 }
-"""Outcomes that settle a decision, and the reward each teaches. Others keep it open."""
+"""Outcomes that answer a decision, and the reward each earns. Others keep it open."""
+KINDS = {OPEN: "expired", CLICKED: "outcome", REFUSED: "outcome", BOUGHT: "purchase"}
+"""The lesson kind of a decision that leaves on expiry, by its answer."""
 
 DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
-class Closed:
-    """A held decision that a record settled."""
+class Lesson:
+    """What one decision taught when it left the memory."""
 
-    item: Pending
     kind: str
     """outcome, purchase, expired or evicted."""
-    reward: float
-    revenue: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Lesson:
-    """What one settled decision taught."""
-
-    kind: str
     arm: str
     reward: float
-    revenue: float
     log_loss: float | None
     """The model's loss on this lesson, scored before it learned from it; None when the
-    model learned nothing (a journey's decision, features stored under other names, or
-    a decision already taught by its click)."""
+    model learned nothing (a journey's decision, or features stored under other names)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Settled:
     profile: Profile
-    closed: tuple[Closed, ...] = ()
+    leaving: tuple[tuple[Pending, str], ...] = ()
+    """Decisions that left the memory, each with its lesson kind."""
+    revenue: float = 0.0
+    """The amount of a purchase credited to a held decision."""
     late: int = 0
     """Outcomes for a decision still held but past its window."""
 
@@ -101,66 +104,95 @@ class Settled:
 def settle(
     p: Profile, ev: Event, *, window_ms: int, marketing: Callable[[Pending], bool]
 ) -> Settled:
-    """The profile with the decisions ``ev`` settles taken out (see the module docstring),
-    and what they teach. ``marketing`` tells which held decisions a purchase may credit.
+    """The profile after ``ev`` answered or expired its held decisions (see the module
+    docstring). ``marketing`` tells which held decisions a purchase may credit.
 
-    >>> from engine.profile import Profile
     >>> held = Pending("k1", "a:email", (), None, False, "m", at_ms=0)
     >>> ev = Event("web", "search", "e1", "c1", 3 * DAY_MS + 1, {})
     >>> s = settle(Profile("c1", pending=(held,)), ev, window_ms=3 * DAY_MS, marketing=bool)
-    >>> s.profile.pending, [(c.kind, c.reward) for c in s.closed]
-    ((), [('expired', 0.0)])
+    >>> s.profile.pending, [(x.key, kind) for x, kind in s.leaving]
+    ((), [('k1', 'expired')])
     """
     if not p.pending:
         return Settled(p)
     t = ev.time_ms
     held = list(p.pending)
-    closed: list[Closed] = []
-    late = 0
+    answered: Pending | None = None
+    late, revenue = 0, 0.0
     if ev.source == "outcome":
         key = short_hash(str(ev.data["decision_id"]))
         item = next((x for x in held if x.key == key), None)
         if item is not None and t > item.at_ms + window_ms:
-            late = 1  # expired below, with the others past their window
-        elif item is not None and ev.type in REWARDS:
-            reward = REWARDS[ev.type]
-            if ev.type == "clicked" and not item.rewarded:
-                held[held.index(item)] = replace(item, rewarded=True)
-            else:
-                held.remove(item)
-            closed.append(Closed(item, "outcome", reward))
+            late = 1  # it expires below, with the others past their window
+        elif item is not None and ev.type in REWARDS and item.answer in (OPEN, REFUSED):
+            answer = CLICKED if REWARDS[ev.type] else REFUSED
+            answered = replace(item, answer=answer)
+            held[held.index(item)] = answered
     elif ev.source == "purchase" and ev.type == "order_placed":
-        candidates = [x for x in held if t <= x.at_ms + window_ms and marketing(x)]
-        clicked = [x for x in candidates if x.rewarded]
+        within = [x for x in held if t <= x.at_ms + window_ms and marketing(x)]
+        clicked = [x for x in within if x.answer == CLICKED]
+        candidates = clicked or [x for x in within if x.answer == OPEN]
         if candidates:
-            item = (clicked or candidates)[-1]
-            held.remove(item)
-            amount = float(ev.data.get("amount") or 0.0)
-            closed.append(Closed(item, "purchase", 1.0, amount))
-    return _closing(p, held, closed, t, window_ms, late)
+            item = candidates[-1]
+            answered = replace(item, answer=BOUGHT)
+            held[held.index(item)] = answered
+            revenue = float(ev.data.get("amount") or 0.0)
+    return _closing(p, held, answered, t, window_ms, late, revenue)
 
 
 def expire(p: Profile, at_ms: int, *, window_ms: int) -> Settled:
     """The profile without the decisions whose window has passed at ``at_ms`` (a timer
-    nudge's time), and what they teach: reward 0 each."""
+    nudge's time)."""
     if not p.pending:
         return Settled(p)
-    return _closing(p, list(p.pending), [], at_ms, window_ms, 0)
+    return _closing(p, list(p.pending), None, at_ms, window_ms, 0, 0.0)
 
 
 def _closing(
-    p: Profile, held: list[Pending], closed: list[Closed], t: int, window_ms: int, late: int
+    p: Profile,
+    held: list[Pending],
+    answered: Pending | None,
+    t: int,
+    window_ms: int,
+    late: int,
+    revenue: float,
 ) -> Settled:
-    for x in [x for x in held if t > x.at_ms + window_ms]:
-        held.remove(x)
-        closed.append(Closed(x, "expired", 0.0))
-    if not closed:
+    leaving = tuple((x, KINDS[x.answer]) for x in held if t > x.at_ms + window_ms)
+    if answered is None and not leaving:
         return Settled(p, late=late)
-    # A customer's conversions count decisions, not outcomes: a click and the purchase
-    # that follows are one.
-    converted = sum(c.reward >= 0.5 and not c.item.rewarded for c in closed)
-    profile = replace(p, pending=tuple(held), conversions=p.conversions + converted)
-    return Settled(profile, tuple(closed), late)
+    gone = {id(x) for x, _ in leaving}
+    was = next((x for x in p.pending if x.key == answered.key), None) if answered else None
+    converted = answered is not None and _won(answered) and not (was and _won(was))
+    profile = replace(
+        p,
+        pending=tuple(x for x in held if id(x) not in gone),
+        conversions=p.conversions + converted,
+    )
+    return Settled(profile, leaving, revenue, late)
+
+
+def hold(p: Profile, item: Pending) -> tuple[Profile, tuple[tuple[Pending, str], ...]]:
+    """Hold ``item``, and the decisions that fall out of the memory to make room."""
+    kept = remember(p, item)
+    gone = len(p.pending) + 1 - len(kept.pending)
+    return kept, tuple((x, "evicted") for x in p.pending[:gone])
+
+
+def teach(policy: Policy, leaving: tuple[tuple[Pending, str], ...]) -> list[Lesson]:
+    """Teach ``policy`` what each leaving decision earned, from the features it was
+    decided on; the lessons, for metrics."""
+    out: list[Lesson] = []
+    for item, kind in leaving:
+        reward = 1.0 if _won(item) else 0.0
+        taught = lesson(item)
+        loss = None
+        if taught is not None:
+            x, arm = taught
+            # Scored before learning from it: the online (progressive) log loss.
+            loss = log_loss(policy.score_many(x, [arm])[arm], reward)
+            policy.learn_one(x, arm, reward)
+        out.append(Lesson(kind, item.arm, reward, loss))
+    return out
 
 
 def is_marketing(item: Pending, actions: Sequence[Action], catalogue: Catalogue) -> bool:
@@ -173,36 +205,8 @@ def is_marketing(item: Pending, actions: Sequence[Action], catalogue: Catalogue)
     return any(a.action_id == action and a.action_class == "marketing" for a in actions)
 
 
-def hold(p: Profile, item: Pending) -> tuple[Profile, tuple[Closed, ...]]:
-    """Hold ``item`` open, and the decisions that fall out of the memory for it (each
-    teaches reward 0: an answer may still come, but the profile has no room to wait)."""
-    kept = remember(p, item)
-    gone = len(p.pending) + 1 - len(kept.pending)
-    return kept, tuple(Closed(x, "evicted", 0.0) for x in p.pending[:gone])
-
-
-def teach(policy: Policy, closed: tuple[Closed, ...]) -> list[Lesson]:
-    """Teach ``policy`` what the ``closed`` decisions earned, each from the features it
-    was decided on; the lessons, for the decision log's metrics.
-
-    A decision its click already taught teaches nothing more; it is a lesson here only
-    when a purchase brought revenue to it.
-    """
-    out: list[Lesson] = []
-    for c in closed:
-        if c.item.rewarded:
-            if c.revenue:
-                out.append(Lesson(c.kind, c.item.arm, 1.0, c.revenue, None))
-            continue
-        taught = lesson(c.item)
-        loss = None
-        if taught is not None:
-            x, arm = taught
-            # Scored before learning from it: the online (progressive) log loss.
-            loss = log_loss(policy.score_many(x, [arm])[arm], c.reward)
-            policy.learn_one(x, arm, c.reward)
-        out.append(Lesson(c.kind, c.item.arm, c.reward, c.revenue, loss))
-    return out
+def _won(item: Pending) -> bool:
+    return item.answer in (CLICKED, BOUGHT)
 
 
 def log_loss(p: float, y: float) -> float:

@@ -182,15 +182,15 @@ class Metrics:
             faust=version("faust-streaming"),
         ).set(1)
 
-    def learned(self, lessons: Sequence[Lesson], late: int) -> None:
-        """Count what one record's settled decisions taught."""
+    def learned(self, lessons: Sequence[Lesson], revenue: float, late: int) -> None:
+        """Count what the decisions that one record let go taught, and what it credited."""
         for x in lessons:
             if x.log_loss is not None:
                 self.lessons.labels(kind=x.kind, reward=str(int(x.reward))).inc()
                 self.rewards.labels(outcome="positive" if x.reward > 0 else "negative").inc()
                 self.log_loss.observe(x.log_loss)
-            if x.revenue:
-                self.revenue.inc(x.revenue)
+        if revenue:
+            self.revenue.inc(revenue)
         if late:
             self.late_outcomes.inc(late)
 

@@ -65,9 +65,9 @@ class Pending:
     """A journey decision's act id; empty for next-best-action."""
     trigger: str = ""
     """A journey decision's ``short_hash`` of what triggered it: event id or nudge id."""
-    rewarded: bool = False
-    """Already taught its reward 1 by a click; held on for the purchase that may follow
-    (``engine.attribution``), which adds its revenue but teaches nothing twice."""
+    answer: int = 0
+    """How it was answered so far (``engine.attribution``: OPEN, or a positive or
+    negative outcome, or a purchase); it teaches when it leaves the memory."""
 
     @classmethod
     def of_act(cls, d: Decision, act_id: str, trigger_id: str) -> Pending:
@@ -99,7 +99,7 @@ class Pending:
 
     def to_list(self) -> list[Any]:
         """The fields in order; those after ``layout`` only up to the last one that is
-        not at its default (a model decision has no act, most are not rewarded)."""
+        not at its default (a model decision has no act, an open one no answer)."""
         stored = [getattr(self, f.name) for f in fields(self)]
         while len(stored) > _ALWAYS and stored[-1] == _DEFAULTS[len(stored) - 1]:
             stored.pop()

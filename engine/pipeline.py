@@ -53,7 +53,7 @@ import orjson
 
 from engine import attribution, orchestrate
 from engine.actions import TRIGGERS
-from engine.attribution import Closed, Lesson, log_loss
+from engine.attribution import Lesson, log_loss
 from engine.decide import STEP, DecideConfig, decide
 from engine.dedup import short_hash
 from engine.journey_runtime import Command, next_wake
@@ -130,6 +130,8 @@ class Result:
     lessons: list[Lesson] = field(default_factory=list)
     """What the decisions this record settled taught (engine/attribution.py)."""
     late_outcomes: int = 0
+    revenue: float = 0.0
+    """A purchase's amount, when it was credited to a decision."""
     """Outcomes that came after their decision's attribution window."""
     journey_decisions: list[Decision] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
@@ -231,7 +233,7 @@ class Core:
         if not done.commands and done.profile is before:
             return Result("stale")
         result = Result("timer" if done.commands else "stale", commands=done.commands)
-        self._learn(result, settled.closed)
+        self._learn(result, settled.leaving)
         profile = self._journey_sends(result, done, tick_id)
         profile = replace(
             profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
@@ -291,7 +293,8 @@ class Core:
             marketing=lambda item: attribution.is_marketing(item, actions, cat),
         )
         profile, result.late_outcomes = settled.profile, settled.late
-        self._learn(result, settled.closed)
+        result.revenue = settled.revenue
+        self._learn(result, settled.leaving)
         journeys_acted = False
         if not profile.anonymous:
             # Journeys first: their exits see this event before anything acts on it.
@@ -340,10 +343,10 @@ class Core:
         result.journey_decisions = done.decisions
         return profile
 
-    def _learn(self, result: Result, closed: tuple[Closed, ...]) -> None:
-        if not closed:
+    def _learn(self, result: Result, leaving: tuple[tuple[Pending, str], ...]) -> None:
+        if not leaving:
             return
-        lessons = attribution.teach(self.policy, closed)
+        lessons = attribution.teach(self.policy, leaving)
         result.lessons += lessons
         if result.status == "applied" and any(x.log_loss is not None for x in lessons):
             result.status = "learned"

@@ -79,9 +79,14 @@ class Settings:
         "first, which bounds the state each customer costs.",
     )
     exploration_rate: float = _opt(
-        0.1, "Share of decisions that explore a random eligible action (epsilon-greedy)."
+        0.05,
+        "Share of decisions that explore a random eligible action (epsilon-greedy). At "
+        "0.05 the lift benchmark's learned policy won 0.85 of the oracle's lift over 100k "
+        "decisions, at 0.1 0.81 (benchmarks/README.md).",
     )
-    learning_rate: float = _opt(0.05, "SGD step size of the next-best-action model heads.")
+    learning_rate: float = _opt(
+        0.1, "AdaGrad step size of the next-best-action model's heads (models/uplift.py)."
+    )
     attribution_window_seconds: int = _opt(
         259_200,
         "How long after a decision its outcome or a purchase still counts for it (3 days). "
