@@ -43,7 +43,7 @@ class DictState:
 
 def run(events: int, customers: int, seed: int) -> dict[str, object]:
     names = TopicNames("cx.")
-    pop = Population(customers, seed=seed)
+    pop = Population(customers, seed=seed, time_scale=0)
     state = DictState()
     policy = LogisticHeads()
     core = Core(policy, names, "identity", "stitched", "timers", DecideConfig())
@@ -66,8 +66,8 @@ def run(events: int, customers: int, seed: int) -> dict[str, object]:
                     state.profiles[name] = profile
             if result.decision is not None and result.decision.acts:
                 decided += 1
-                outcome = pop.respond(result.decision.to_dict(), now_ms)[-1]
-                pending.append(("outcome", outcome))
+                answers = pop.respond(result.decision.to_dict(), now_ms)
+                pending += [("outcome", ev) for ev in reversed(answers)]
             done += 1
         now_ms += 5
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0

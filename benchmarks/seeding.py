@@ -145,7 +145,7 @@ def template_core() -> Core:
 
 def _template(core: Core, partition: int, *, end_ms: int, seed: int) -> tuple[bytes, int]:
     rng = random.Random(seed)
-    pop = Population(1, seed=seed, id_prefix="tpl")
+    pop = Population(1, seed=seed, id_prefix="tpl", time_scale=0)
     store = ProfileStore()
     steps = min(MAX_STEPS, 1 + int(rng.expovariate(1 / MEAN_STEPS)))
     gaps = sorted(rng.randrange(HISTORY_MS) for _ in range(steps))

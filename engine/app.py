@@ -38,7 +38,8 @@ from engine.records import Record, expected_partition
 from engine.settings import Settings
 from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
 from engine.transport import App as SegueApp
-from models.policy import LogisticHeads, Policy
+from models.policy import Policy
+from models.uplift import UpliftHeads
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
 from topics.events import Rejection
 
@@ -288,13 +289,14 @@ def build_core(settings: Settings, policy: Policy | None = None) -> Core:
             partitions=settings.partitions,
             dedup_window_ms=settings.dedup_window_seconds * 1000,
             dedup_max_ids=settings.dedup_max_ids,
+            attribution_window_ms=settings.attribution_window_seconds * 1000,
         ),
     )
 
 
-def fresh_policy(settings: Settings) -> LogisticHeads:
+def fresh_policy(settings: Settings) -> UpliftHeads:
     """The policy a worker starts with when no snapshot is restored."""
-    return LogisticHeads(learning_rate=settings.learning_rate)
+    return UpliftHeads(learning_rate=settings.learning_rate)
 
 
 def identity_topic(settings: Settings) -> str:
@@ -343,10 +345,7 @@ def _observe(
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
         if d.explored:
             metrics.explored.inc()
-    elif result.reward is not None:
-        metrics.rewards.labels(outcome="positive" if result.reward > 0 else "negative").inc()
-        if result.log_loss is not None:
-            metrics.log_loss.observe(result.log_loss)
+    metrics.learned(result.lessons, result.revenue, result.late_outcomes)
     _observe_journeys(metrics, result)
     _observe_groups(metrics, result)
 

@@ -95,6 +95,10 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
             app_id="segue-demo",
             data_dir=root,
             web_port=_free_port(),
+            # Decisions are answered on the demo's clock: 180 times faster.
+            attribution_window_seconds=max(
+                1, settings.attribution_window_seconds // DEMO_TIME_FACTOR
+            ),
         )
         say(f"      broker at {cluster.bootstrap}")
         say("[2/5] creating topics; publishing the demo journeys (waits 180x shorter)")
@@ -118,7 +122,12 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
 
 async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess) -> Tally:
     names = TopicNames(settings.topic_prefix)
-    pop = Population(opts.customers, seed=opts.seed, anonymous_share=opts.anonymous_share)
+    pop = Population(
+        opts.customers,
+        seed=opts.seed,
+        anonymous_share=opts.anonymous_share,
+        time_scale=1 / DEMO_TIME_FACTOR,
+    )
     tally = Tally()
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=5)
     consumer = AIOKafkaConsumer(
@@ -157,20 +166,24 @@ async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess
                 tally.latencies_ms.append(delay)
             if d["action"] == "none":
                 continue
-            now_ms = time.time_ns() // 1_000_000
-            outcomes = pop.respond(d, now_ms)
+            # Answered on the demo's clock: clicks in seconds, silence until the window.
+            converted = pop.answer(d, time.time_ns() // 1_000_000)
             # The lift is the model's: journey steps are the catalogue's choices.
             expected = None if d.get("journey") else pop.expected(d)
             if expected is not None:
                 late = time.monotonic() - started > opts.duration_s / 2
-                converted = outcomes[-1]["type"] == "converted"
                 tally.marketing.append((late, *expected, converted))
-            for ev in outcomes:
+
+    async def react() -> None:
+        while True:
+            for ev in pop.due(time.time_ns() // 1_000_000):
                 source = ev.pop("source")
                 tally.sent[source] += 1
                 await send(source, ev["customer_id"].encode(), orjson.dumps(ev))
+            await asyncio.sleep(0.05)
 
     receiver = asyncio.create_task(receive())
+    reactor = asyncio.create_task(react())
     try:
         say("      waiting for the worker to join the group and answer a warm-up event")
         await _warm_up(send, ready, worker)
@@ -190,7 +203,8 @@ async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess
         _progress(tally, time.monotonic() - started, final=True)
     finally:
         receiver.cancel()
-        await asyncio.gather(receiver, return_exceptions=True)
+        reactor.cancel()
+        await asyncio.gather(receiver, reactor, return_exceptions=True)
         await consumer.stop()
         await producer.stop()
     return tally

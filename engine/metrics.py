@@ -6,6 +6,7 @@ No customer id or other unbounded value is ever a label.
 from __future__ import annotations
 
 import platform
+from collections.abc import Sequence
 from importlib.metadata import version
 
 from prometheus_client import (
@@ -16,6 +17,8 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
+
+from engine.attribution import Lesson
 
 # Buckets span a healthy few milliseconds up to the multi-second tail a rebalance causes.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -57,7 +60,8 @@ class Metrics:
         )
         self.rewards = Counter(
             "segue_model_rewards",
-            "Outcomes the model learned from, by result.",
+            "Lessons the model learned from (see segue_model_lessons), by result: positive "
+            "(reward 1) or negative (reward 0).",
             ["outcome"],
             registry=r,
         )
@@ -65,6 +69,25 @@ class Metrics:
             "segue_model_log_loss",
             "Online log loss of the next-best-action model: each outcome scored before the "
             "model learns from it (mean over a window: rate of _sum over rate of _count).",
+            registry=r,
+        )
+        self.lessons = Counter(
+            "segue_model_lessons",
+            "Settled decisions the model learned from, by how they were settled (outcome, "
+            "purchase, expired, evicted; engine/attribution.py) and reward (0 or 1).",
+            ["kind", "reward"],
+            registry=r,
+        )
+        self.revenue = Counter(
+            "segue_attributed_revenue",
+            "Order amounts credited to the decision (model's or journey's) that preceded "
+            "them within the attribution window (engine/attribution.py).",
+            registry=r,
+        )
+        self.late_outcomes = Counter(
+            "segue_outcomes_late",
+            "Outcomes that came after their decision's attribution window: they taught "
+            "nothing (the decision expired with reward 0).",
             registry=r,
         )
         self.explored = Counter(
@@ -217,6 +240,18 @@ class Metrics:
             python=platform.python_version(),
             faust=version("faust-streaming"),
         ).set(1)
+
+    def learned(self, lessons: Sequence[Lesson], revenue: float, late: int) -> None:
+        """Count what the decisions that one record let go taught, and what it credited."""
+        for x in lessons:
+            if x.log_loss is not None:
+                self.lessons.labels(kind=x.kind, reward=str(int(x.reward))).inc()
+                self.rewards.labels(outcome="positive" if x.reward > 0 else "negative").inc()
+                self.log_loss.observe(x.log_loss)
+        if revenue:
+            self.revenue.inc(revenue)
+        if late:
+            self.late_outcomes.inc(late)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

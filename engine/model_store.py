@@ -1,6 +1,6 @@
 """The learned model on the compacted model topic: restored at start, published while running.
 
-Each record's key is the app id and the policy name (``segue/logistic-heads``); its value
+Each record's key is the app id and the policy name (``segue/uplift-heads``); its value
 a snapshot (models/snapshot.py). Compaction keeps the latest per key, so:
 
 1. Before a worker consumes anything (``segue worker``, engine/cli.py), ``restore``

@@ -65,6 +65,9 @@ class Pending:
     """A journey decision's act id; empty for next-best-action."""
     trigger: str = ""
     """A journey decision's ``short_hash`` of what triggered it: event id or nudge id."""
+    answer: int = 0
+    """How it was answered so far (``engine.attribution``: OPEN, or a positive or
+    negative outcome, or a purchase); it teaches when it leaves the memory."""
 
     @classmethod
     def of_act(cls, d: Decision, act_id: str, trigger_id: str) -> Pending:
@@ -95,8 +98,12 @@ class Pending:
         )
 
     def to_list(self) -> list[Any]:
+        """The fields in order; those after ``layout`` only up to the last one that is
+        not at its default (a model decision has no act, an open one no answer)."""
         stored = [getattr(self, f.name) for f in fields(self)]
-        return stored if self.act else stored[:-2]  # a model decision has no act
+        while len(stored) > _ALWAYS and stored[-1] == _DEFAULTS[len(stored) - 1]:
+            stored.pop()
+        return stored
 
     @classmethod
     def load(cls, stored: list[Any] | dict[str, Any]) -> Pending:
@@ -119,6 +126,10 @@ class Pending:
             model=str(record.get("model_version", "")),
             at_ms=int(record.get("decided_at_ms", 0)),
         )
+
+
+_ALWAYS = [f.name for f in fields(Pending)].index("layout") + 1
+_DEFAULTS = [f.default for f in fields(Pending)]
 
 
 def lesson(p: Pending) -> tuple[dict[str, float], str] | None:

@@ -28,15 +28,16 @@ its own wake time; a nudge that finds nothing due changes nothing.
      (without its candidates and reasons: ``engine.pending`` says what is kept).
   2. An event whose (source, id) the profile saw within the dedup window is a duplicate:
      counted, not applied, not dead-lettered.
-  3. Apply the event; an outcome that closes a decision teaches the policy from the
-     features stored with it.
+  3. Apply the event; the decisions it settles (an outcome, a purchase, a window that
+     passed: engine/attribution.py) teach the policy from the features stored with them.
   4. A known customer's journeys see the event (exits first, then waits, then entries);
      each act becomes a decision on its channel topic and the log.
   5. A decision point is decided by next-best-action (engine/decide.py), logged and, if
      it acts, sent to its channel topic. Journeys and next-best-action pass the same
      contact policy over the same profile, journeys first, each contact recorded before
      the next is checked: one message per moment, and no cap broken between them.
-     Every decision that acts is remembered (engine/pending.py).
+     Every decision that acts is held open (engine/pending.py; one pushed out of the
+     memory teaches what it earned by then: engine/attribution.py).
   6. If the customer's next journey timer moved, the result says so: the shell keeps
      the timers table and its due-time index (engine/timers.py).
 
@@ -46,19 +47,19 @@ the customer's partition, forwarded events behind the history they follow.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import orjson
 
-from engine import orchestrate
+from engine import attribution, orchestrate
 from engine.actions import TRIGGERS
+from engine.attribution import Lesson, log_loss
 from engine.decide import STEP, DecideConfig, decide, in_holdout
 from engine.dedup import short_hash
 from engine.journey_runtime import Command
 from engine.journeys import Catalogue
-from engine.pending import Pending, lesson, resend, resend_act
+from engine.pending import Pending, resend, resend_act
 from engine.profile import (
     ANONYMOUS,
     Profile,
@@ -67,9 +68,7 @@ from engine.profile import (
     mark_seen,
     merge,
     record_contact,
-    remember,
     seen_before,
-    take_pending,
 )
 from engine.records import (
     Record,
@@ -85,14 +84,7 @@ from topics.deadletter import dead_letter_headers
 from topics.decisions import Decision, decision_id
 from topics.events import Event, Rejection, parse_event
 
-REWARDS: dict[str, float] = {
-    "converted": 1.0,
-    "dismissed": 0.0,
-    "bounced": 0.0,
-    "unsubscribed": 0.0,
-    "complained": 0.0,
-}
-"""Outcomes that close a decision, and the reward each teaches. Others keep it open."""
+__all__ = ["Core", "Limits", "Result", "State", "log_loss", "reject"]
 
 LINKING = frozenset({"login", "signup"})
 """Web events that, carrying both ids, tie an anonymous visitor to a customer."""
@@ -118,6 +110,7 @@ class Limits:
     """Partition count of the input topics; 0 skips the key-to-partition check."""
     dedup_window_ms: int = 86_400_000
     dedup_max_ids: int = 32
+    attribution_window_ms: int = 3 * attribution.DAY_MS
 
 
 @dataclass(slots=True)
@@ -135,9 +128,12 @@ class Result:
     rejection: Rejection | None = None
     decision: Decision | None = None
     """The next-best-action decision, if the record was a decision point."""
-    reward: float | None = None
-    log_loss: float | None = None
-    """The model's loss on this outcome, scored before it learned from it."""
+    lessons: list[Lesson] = field(default_factory=list)
+    """What the decisions this record settled taught (engine/attribution.py)."""
+    late_outcomes: int = 0
+    revenue: float = 0.0
+    """A purchase's amount, when it was credited to a decision."""
+    """Outcomes that came after their decision's attribution window."""
     journey_decisions: list[Decision] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     """Everything the journeys did (entries, acts, exits), for metrics."""
@@ -237,16 +233,18 @@ class Core:
         tick_id = f"tick:{rec.partition}:{rec.offset}"
         if before.applied(rec.topic, rec.partition, rec.offset):
             return Result("replayed", sends=self._resend(before, key, tick_id, None, state))
+        settled = attribution.expire(before, due_ms, window_ms=self.limits.attribution_window_ms)
         done = orchestrate.on_tick(
             state.catalogue,
-            before,
+            settled.profile,
             now_ms=due_ms,
             decided_at_ms=now_ms,
             holdout=in_holdout(key, self.cfg),
         )
         if not done.commands and done.profile is before:
             return Result("stale")
-        result = Result("timer", commands=done.commands)
+        result = Result("timer" if done.commands else "stale", commands=done.commands)
+        self._learn(result, settled.leaving)
         profile = self._journey_sends(result, done, tick_id)
         profile = replace(
             profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
@@ -302,16 +300,16 @@ class Core:
             result.group = "holdout" if in_holdout(key, self.cfg) else "treated"
             result.new_customer = stored is None
             result.first_order = profile.orders > before.orders == 0
-        if ev.source == "outcome" and ev.type in REWARDS:
-            profile, pending = take_pending(profile, str(ev.data["decision_id"]))
-            taught = lesson(pending) if pending is not None else None
-            if taught is not None:
-                x, arm = taught
-                result.reward = REWARDS[ev.type]
-                # Scored before learning from it: the online (progressive) log loss.
-                result.log_loss = log_loss(self.policy.score_many(x, [arm])[arm], result.reward)
-                self.policy.learn_one(x, arm, result.reward)
-                result.status = "learned"
+        cat = state.catalogue
+        settled = attribution.settle(
+            profile,
+            ev,
+            window_ms=self.limits.attribution_window_ms,
+            marketing=lambda item: attribution.is_marketing(item, cat.actions, cat),
+        )
+        profile, result.late_outcomes = settled.profile, settled.late
+        result.revenue = settled.revenue
+        self._learn(result, settled.leaving)
         if not profile.anonymous:
             # Journeys first: their exits see this event before anything acts on it.
             done = orchestrate.on_event(
@@ -328,7 +326,8 @@ class Core:
             encoded = decision.encode()
             if decision.acts:
                 assert decision.channel is not None
-                profile = remember(profile, Pending.of(decision))
+                profile, evicted = attribution.hold(profile, Pending.of(decision))
+                self._learn(result, evicted)
                 profile = record_contact(profile, decision.channel, ev.time_ms)
             result.status, result.decision = "decided", decision
             result.sends += decision_sends(decision, self.names, encoded)
@@ -343,10 +342,20 @@ class Core:
         for act, decision in zip(done.acts, done.decisions, strict=True):
             encoded = decision.encode()
             if decision.channel is not None:
-                profile = remember(profile, Pending.of_act(decision, act.act_id, trigger_id))
+                held = Pending.of_act(decision, act.act_id, trigger_id)
+                profile, evicted = attribution.hold(profile, held)
+                self._learn(result, evicted)
             result.sends += decision_sends(decision, self.names, encoded)
         result.journey_decisions = done.decisions
         return profile
+
+    def _learn(self, result: Result, leaving: tuple[tuple[Pending, str], ...]) -> None:
+        if not leaving:
+            return
+        lessons = attribution.teach(self.policy, leaving)
+        result.lessons += lessons
+        if result.status == "applied" and any(x.log_loss is not None for x in lessons):
+            result.status = "learned"
 
     def _resend(
         self, p: Profile, key: str, trigger_id: str, ev: Event | None, state: State
@@ -398,14 +407,3 @@ def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Re
         rejected_at_ms=now_ms,
     )
     return Result("rejected", rejection=why, sends=[Send(names.dlq, rec.key, rec.value, headers)])
-
-
-def log_loss(p: float, y: float) -> float:
-    """Binary log loss of propensity ``p`` for reward ``y``, clipped so a confident miss
-    costs at most about 34.5 (p = 1e-15) instead of infinity.
-
-    >>> round(log_loss(0.8, 1.0), 4), round(log_loss(0.8, 0.0), 4)
-    (0.2231, 1.6094)
-    """
-    p = min(max(p, 1e-15), 1 - 1e-15)
-    return -(y * math.log(p) + (1 - y) * math.log(1 - p))

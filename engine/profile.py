@@ -267,9 +267,9 @@ def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: in
         elif ev.type == "opt_in":
             changes["opted_out"] = tuple(c for c in p.opted_out if c != channel)
     elif ev.source == "outcome":
-        if ev.type == "converted":
-            changes["conversions"] = p.conversions + 1
-        # An unsubscribe or complaint stops marketing on that channel until an opt-in.
+        # Conversions are counted per decision by engine.attribution, where a click and
+        # the purchase it leads to are one. An unsubscribe or complaint stops marketing
+        # on that channel until an opt-in.
         channel = data.get("channel")
         if ev.type in ("unsubscribed", "complained") and channel and channel not in p.opted_out:
             changes["opted_out"] = (*p.opted_out, str(channel))

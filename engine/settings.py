@@ -79,9 +79,22 @@ class Settings:
         "first, which bounds the state each customer costs.",
     )
     exploration_rate: float = _opt(
-        0.1, "Share of decisions that explore a random eligible action (epsilon-greedy)."
+        0.05,
+        "Share of decisions that explore a random eligible action (epsilon-greedy). At "
+        "0.05 the lift benchmark's learned policy won 0.85 of the oracle's lift over 100k "
+        "decisions, at 0.1 0.81 (benchmarks/README.md).",
     )
-    learning_rate: float = _opt(0.05, "SGD step size of the next-best-action model heads.")
+    learning_rate: float = _opt(
+        0.1, "AdaGrad step size of the next-best-action model's heads (models/uplift.py)."
+    )
+    attribution_window_seconds: int = _opt(
+        259_200,
+        "How long after a decision its outcome or a purchase still counts for it (3 days). "
+        "A click or conversion within it teaches reward 1, and so does an order the "
+        "customer places within it after their latest marketing decision (its amount is "
+        "that decision's revenue); a decision still open when it has passed, seen at the "
+        "customer's next record, teaches reward 0.",
+    )
     min_score: float = _opt(
         0.0, "Stay quiet when the best eligible action scores below this propensity."
     )
@@ -140,6 +153,8 @@ class Settings:
             raise SettingsError(f"{env_name('log_level')} must be debug, info, warning or error")
         if not 0 <= self.fetch_max_wait_ms <= 10_000:
             raise SettingsError(f"{env_name('fetch_max_wait_ms')} must be 0 to 10000")
+        if self.attribution_window_seconds < 1:
+            raise SettingsError(f"{env_name('attribution_window_seconds')} must be at least 1")
         if self.timer_tick_seconds <= 0:
             raise SettingsError(f"{env_name('timer_tick_seconds')} must be above 0")
         if self.model_snapshot_seconds <= 0:

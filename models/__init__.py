@@ -2,5 +2,6 @@
 
 from models.features import features
 from models.policy import LogisticHeads, Policy
+from models.uplift import UpliftHeads
 
-__all__ = ["LogisticHeads", "Policy", "features"]
+__all__ = ["LogisticHeads", "Policy", "UpliftHeads", "features"]

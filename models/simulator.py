@@ -19,6 +19,7 @@ Everything is driven by seeded generators and explicit times: no wall clock.
 
 from __future__ import annotations
 
+import heapq
 import random
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,14 @@ PLACES = (
 """(country, time zone) pairs customers live in."""
 TIERS = ("bronze", "silver", "gold")
 _PRIORITIES = ("low", "normal", "normal", "high", "urgent")
+_BUYS = 0.5
+"""Share of conversions that show as a purchase rather than a ``converted`` report."""
+_BOUNCED = 0.02
+_OPENS = 0.4
+_DISMISSES = 0.3
+_UNSUBSCRIBES = 0.01
+"""Shares of the decisions that do not convert: bounced (instead of delivered), then of
+those delivered, opened, dismissed and unsubscribed (the rest: silence)."""
 
 _TIER_WEIGHTS: dict[str, tuple[float, ...]] = {  # in the order of TIERS
     "deal_seeker": (0.6, 0.3, 0.1),
@@ -123,9 +132,22 @@ class Population:
     """
 
     def __init__(
-        self, n: int, *, seed: int, id_prefix: str = "sim", anonymous_share: float = 0.0
+        self,
+        n: int,
+        *,
+        seed: int,
+        id_prefix: str = "sim",
+        anonymous_share: float = 0.0,
+        time_scale: float = 1.0,
     ) -> None:
         self.rng = random.Random(seed)
+        self.reactions = random.Random(seed + 2)
+        """Draws of how customers answer decisions, apart from what they do unasked."""
+        self.time_scale = time_scale
+        """Multiplies every reaction delay: 1/180 runs a demo's hours in seconds, 0
+        makes every reaction due at once."""
+        self._schedule: list[tuple[int, int, str, str, str, str]] = []
+        self._seq = 0
         self.customers = [
             SimCustomer(
                 customer_id=f"{id_prefix}-{i:06d}",
@@ -233,16 +255,75 @@ class Population:
         factor = _CHANNEL_FACTOR.get(channel, {}).get(c.device, 0.0)
         return min(0.95, effect * factor)
 
-    def respond(self, decision: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
-        """The outcome events a channel service reports for a decision that acts."""
+    def answer(self, decision: dict[str, Any], now_ms: int) -> bool:
+        """Schedule what the channel service and the customer do about a decision that
+        acts, from ``now_ms``; ``due`` hands the events over when their time comes.
+        Returns whether the customer converts.
+
+        A conversion is delivered, opened and clicked, then either reported ``converted``
+        by the channel or seen as an ``order_placed`` purchase (which the engine must
+        attribute). Otherwise the message now and then bounces; if delivered, it is
+        sometimes dismissed, rarely unsubscribed from, and mostly met with silence.
+        Delays are minutes to hours, times ``time_scale``.
+        """
         c = self.by_id[decision["customer_id"]]
-        p = self.true_propensity(c.customer_id, decision["action"], decision["channel"])
-        result = "converted" if self.rng.random() < p else "dismissed"
-        common = {"decision_id": decision["decision_id"], "channel": decision["channel"]}
-        return [
-            self._event(c, "outcome", "delivered", now_ms, **common),
-            self._event(c, "outcome", result, now_ms, **common),
-        ]
+        did, channel = decision["decision_id"], decision["channel"]
+        p = self.true_propensity(c.customer_id, decision["action"], channel)
+        r = self.reactions
+        converts = r.random() < p
+        person = channel == "agent"
+        if not converts and not person and r.random() < _BOUNCED:
+            self._later(now_ms, r.uniform(1, 30), c, "bounced", did, channel)
+            return False
+        t = self._later(now_ms, r.uniform(1, 30), c, "delivered", did, channel)
+        if converts:
+            t = self._later(t, r.expovariate(1 / 1200), c, "opened", did, channel)
+            t = self._later(t, r.uniform(10, 300), c, "clicked", did, channel)
+            if r.random() < _BUYS and not person:
+                self._later(t, r.uniform(300, 3600), c, "order_placed", did, channel)
+            else:
+                self._later(t, r.uniform(60, 1800), c, "converted", did, channel)
+            return True
+        if r.random() < _OPENS:
+            t = self._later(t, r.expovariate(1 / 3600), c, "opened", did, channel)
+        u = r.random()
+        if u < _DISMISSES:
+            self._later(t, r.expovariate(1 / 7200), c, "dismissed", did, channel)
+        elif u < _DISMISSES + _UNSUBSCRIBES and not person:
+            self._later(t, r.expovariate(1 / 7200), c, "unsubscribed", did, channel)
+        return False
+
+    def respond(self, decision: dict[str, Any], now_ms: int) -> list[dict[str, Any]]:
+        """``answer`` and hand over at once everything scheduled, in time order: for
+        callers that keep no clock (use ``time_scale=0``, so each event is at ``now_ms``)."""
+        self.answer(decision, now_ms)
+        return self.due(2**62)
+
+    def due(self, now_ms: int) -> list[dict[str, Any]]:
+        """The scheduled reactions whose time has come, oldest first, each with its
+        ``source`` and its own time. A purchase is made now, from the cart as it is."""
+        out: list[dict[str, Any]] = []
+        while self._schedule and self._schedule[0][0] <= now_ms:
+            at, _, cid, kind, did, channel = heapq.heappop(self._schedule)
+            c = self.by_id[cid]
+            if kind == "order_placed":
+                out.append(self._behave(c, "purchase", kind, at))
+            else:
+                out.append(self._event(c, "outcome", kind, at, decision_id=did, channel=channel))
+        return out
+
+    @property
+    def scheduled(self) -> int:
+        """Reactions scheduled and not yet due."""
+        return len(self._schedule)
+
+    def _later(
+        self, at_ms: int, delay_s: float, c: SimCustomer, kind: str, did: str, channel: str
+    ) -> int:
+        t = at_ms + int(delay_s * 1000 * self.time_scale)
+        self._seq += 1
+        heapq.heappush(self._schedule, (t, self._seq, c.customer_id, kind, did, channel))
+        return t
 
     def expected(self, decision: dict[str, Any]) -> tuple[float, float, float] | None:
         """(chosen, random, oracle) expected conversion over the eligible marketing candidates.

@@ -41,7 +41,9 @@ FORMAT = 1
 """Raise when the layout above changes; a reader refuses formats it does not know."""
 _PREFIX = struct.Struct(">4sBI")
 
-POLICY_CLASSES: frozenset[str] = frozenset({"models.policy.LogisticHeads"})
+POLICY_CLASSES: frozenset[str] = frozenset(
+    {"models.policy.LogisticHeads", "models.uplift.UpliftHeads"}
+)
 """The policies a snapshot may hold, as ``module.qualname``: add each new policy class."""
 
 _BUILTINS = frozenset(

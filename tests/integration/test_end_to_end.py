@@ -32,7 +32,7 @@ def test_events_in_decisions_out_on_channel_topics(segue: Segue) -> None:
     [logged] = segue.decisions(segue.names.decision_log, customer, lambda ds: len(ds) >= 1)
     assert logged["event_type"] == "add_to_cart"  # page_view is not a decision point
     assert logged["action"] != "none" and logged["channel"]
-    assert logged["model_version"].startswith("logistic-heads/")
+    assert logged["model_version"].startswith("uplift-heads/")
     assert {c["action"] for c in logged["candidates"]} >= {"cart_reminder", "discount_offer"}
     on_channel = segue.decisions(
         segue.names.decisions(logged["channel"]), customer, lambda ds: len(ds) >= 1
@@ -86,13 +86,20 @@ def test_outcome_teaches_the_model(segue: Segue) -> None:
     customer = cid()
     segue.produce("web", [event("search", customer, query="boots")])
     [first] = segue.decisions(segue.names.decision_log, customer, lambda ds: len(ds) >= 1)
+    converted = {"source": "outcome", "type": "converted"}
+    before = segue.metric("segue_events_consumed_total", **converted)
     segue.produce(
         "outcome",
         [event("converted", customer, decision_id=first["decision_id"], channel=first["channel"])],
     )
-    # The outcome and the next event travel on different topics; wait until the worker
-    # reports the reward on /metrics so the next decision is made after learning.
-    segue.wait_metric("segue_model_rewards_total", 1)
+    # An answered decision teaches when it leaves the customer's memory: four newer
+    # decisions push it out. Outcomes and searches travel on different topics, so wait
+    # for the worker (on /metrics) to apply the outcome first, and then to learn.
+    segue.wait_metric("segue_events_consumed_total", before + 1, **converted)
+    segue.produce(
+        "web", [event("search", customer, event_id=f"push-{i}", query="boots") for i in range(4)]
+    )
+    segue.wait_metric("segue_model_lessons_total", 1, kind="evicted", reward="1")
     segue.produce("web", [event("search", customer, event_id="next", query="boots")])
     log = segue.decisions(
         segue.names.decision_log, customer, lambda ds: any(d["event_id"] == "next" for d in ds)

@@ -3,7 +3,7 @@ topic; then it is killed with SIGKILL and restarted on its own data dir, and a s
 worker with an empty data dir joins the same app.
 
 We expect neither to start from zero: their first decisions carry the snapshot's version
-(``logistic-heads/<learned updates>``, not ``/0``), and every eligible candidate's score
+(``uplift-heads/<learned updates>``, not ``/0``), and every eligible candidate's score
 is what the published snapshot predicts for the decision's features.
 """
 
@@ -31,7 +31,7 @@ from tests.harness import Segue, event, free_port, start_segue, wait_ready
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-POLICY = "logistic-heads"
+POLICY = "uplift-heads"
 
 
 def decide_for(

@@ -49,6 +49,8 @@ class Harness:
             limits=Limits(partitions=partitions),
         )
         self.offset = 0
+        self.now = NOW
+        """The worker's clock."""
 
     def profile(self, key: str) -> Profile | None:
         return self.profiles.get(key)
@@ -67,7 +69,7 @@ class Harness:
             "app-stitched": self.core.stitched,
             "app-timers": self.core.tick,
         }.get(rec.topic, self.core.ingest)
-        result = step(rec, self, now_ms=NOW)
+        result = step(rec, self, now_ms=self.now)
         for key, profile in result.writes.items():
             if profile is None:
                 self.profiles.pop(key, None)
@@ -154,20 +156,34 @@ def test_replayed_offset_is_not_applied_twice_and_re_emits_its_decision() -> Non
     assert again.sends[1].value == again.sends[0].value
 
 
-def test_terminal_outcome_teaches_the_policy_once() -> None:
+def test_an_answered_decision_teaches_once_when_its_window_has_passed() -> None:
     h = Harness()
     decided = h.send("web", event("product_view", "e1", product_id="p1"))
     assert decided.decision is not None
     did = decided.decision.decision_id
     assert h.send("outcome", event("delivered", "o1", decision_id=did)).status == "applied"
-    assert h.policy.updates == 0
-    learned = h.send("outcome", event("converted", "o2", decision_id=did))
-    assert learned.status == "learned" and learned.reward == 1.0
+    answered = h.send("outcome", event("converted", "o2", decision_id=did))
+    assert answered.status == "applied" and answered.lessons == [] and h.policy.updates == 0
+    assert h.profiles["c1"].conversions == 1
+    after = h.now = NOW + h.core.limits.attribution_window_ms + 1
+    learned = h.send("web", event("page_view", "e2", time=after))
+    [taught] = learned.lessons
+    assert learned.status == "learned" and (taught.kind, taught.reward) == ("outcome", 1.0)
     # An untaught head scores 0.5, and the loss is taken before learning: -ln 0.5.
-    assert learned.log_loss == pytest.approx(math.log(2))
+    assert taught.log_loss == pytest.approx(math.log(2))
     assert h.policy.updates == 1 and h.profiles["c1"].pending == ()
-    late = h.send("outcome", event("dismissed", "o3", decision_id=did))
-    assert late.status == "applied" and h.policy.updates == 1
+    late = h.send("outcome", event("dismissed", "o3", decision_id=did, time=after))
+    assert late.status == "applied" and late.lessons == [] and h.policy.updates == 1
+
+
+def test_a_replayed_outcome_teaches_nothing_twice() -> None:
+    h = Harness()
+    decided = h.send("web", event("product_view", "e1", product_id="p1"))
+    assert decided.decision is not None
+    after = h.now = NOW + h.core.limits.attribution_window_ms + 1
+    rec = Record("cx.web", 0, 99, b"c1", event("page_view", "e2", time=after))
+    assert h.run(rec).status == "learned" and h.policy.updates == 1
+    assert h.run(rec).status == "replayed" and h.policy.updates == 1
 
 
 def test_a_decision_that_acts_is_a_contact_on_its_channel_at_the_event_time() -> None:
@@ -184,7 +200,7 @@ def test_a_decision_that_acts_is_a_contact_on_its_channel_at_the_event_time() ->
 
 def test_an_outcome_for_a_decision_stored_by_the_previous_version_closes_it_unlearned() -> None:
     """Scenario: a profile written before the compact pending form holds a decision whose
-    features used other names. We expect its outcome to take it without teaching."""
+    features used other names. We expect it to leave, answered, without teaching."""
     h = Harness()
     decided = h.send("web", event("product_view", "e1", product_id="p1"))
     assert decided.decision is not None
@@ -192,8 +208,11 @@ def test_an_outcome_for_a_decision_stored_by_the_previous_version_closes_it_unle
     old = {"decision_id": did, "event_id": "e1", "record": decided.decision.to_dict()}
     old["record"]["features"] = {"bias": 1.0}
     h.profiles["c1"] = replace(h.profiles["c1"], pending=(Pending.load(old),))
-    closed = h.send("outcome", event("converted", "o1", decision_id=did))
+    h.send("outcome", event("converted", "o1", decision_id=did))
+    after = h.now = NOW + h.core.limits.attribution_window_ms + 1
+    closed = h.send("web", event("page_view", "e2", time=after))
     assert closed.status == "applied" and h.policy.updates == 0
+    assert [x.kind for x in closed.lessons] == ["outcome"] and closed.lessons[0].log_loss is None
     assert h.profiles["c1"].pending == ()
 
 

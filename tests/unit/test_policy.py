@@ -9,8 +9,12 @@ from collections.abc import Callable
 import pytest
 
 from models.policy import LogisticHeads, Policy
+from models.uplift import UpliftHeads
 
-POLICIES: list[Callable[[], Policy]] = [lambda: LogisticHeads(learning_rate=0.1)]
+POLICIES: list[Callable[[], Policy]] = [
+    lambda: LogisticHeads(learning_rate=0.1),
+    lambda: UpliftHeads(),
+]
 ARMS = ["a:email", "b:sms"]
 
 

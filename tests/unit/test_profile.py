@@ -159,7 +159,9 @@ def test_pending_decisions_are_bounded_and_taken_once() -> None:
 
 def full() -> Profile:
     """A profile with every field away from its default."""
-    p = Profile("c1", timezone="Europe/Berlin", country="DE", tier="gold", decisions=3)
+    p = Profile(
+        "c1", timezone="Europe/Berlin", country="DE", tier="gold", decisions=3, conversions=1
+    )
     events = [
         ev("web", "product_view", device="mobile", category="shoes", product_id="p1"),
         ev("support", "ticket_opened", ticket_id="t1", priority="high"),

@@ -64,7 +64,7 @@ def simulate(customers: int, *, span_ms: int, answered: float, seed: int = 7) ->
         timer_topic="timers",
         cfg=DecideConfig(),
     )
-    pop = Population(customers, seed=seed, anonymous_share=0.3)
+    pop = Population(customers, seed=seed, anonymous_share=0.3, time_scale=0)
     answers = random.Random(seed)
 
     def feed(topic: str, key: bytes | None, value: bytes | None, now: int) -> None:

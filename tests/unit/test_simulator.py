@@ -55,3 +55,32 @@ def test_some_customers_answer_csat_and_nps_surveys() -> None:
     kinds = [ev["type"] for _ in range(20_000) for ev in pop.activity(1000)]
     assert kinds.count("csat_submitted") > 0 and kinds.count("nps_submitted") > 0
     assert kinds.count("csat_submitted") < kinds.count("ticket_resolved")
+
+
+def test_a_conversion_is_clicked_then_reported_or_bought_and_silence_says_nothing() -> None:
+    pop = Population(400, seed=8)
+    kinds: dict[bool, list[list[str]]] = {True: [], False: []}
+    for i, c in enumerate(pop.customers):
+        d = {"decision_id": f"d{i}", "customer_id": c.customer_id, "channel": "email"}
+        converts = pop.answer({**d, "action": "product_recommendation"}, 1000)
+        got = pop.due(10**12)
+        assert [ev["time"] for ev in got] == sorted(ev["time"] for ev in got)
+        kinds[converts].append([ev["type"] for ev in got])
+    assert pop.scheduled == 0 and kinds[True] and kinds[False]
+    for seq in kinds[True]:
+        assert seq[:3] == ["delivered", "opened", "clicked"]
+        assert seq[3:] in (["converted"], ["order_placed"])
+    bought = sum(seq[-1] == "order_placed" for seq in kinds[True])
+    assert 0 < bought < len(kinds[True])
+    ends = [seq[-1] for seq in kinds[False]]
+    assert {"dismissed", "delivered", "bounced"} <= set(ends) | {"opened"}
+    assert all("clicked" not in seq for seq in kinds[False])
+
+
+def test_reactions_come_in_their_own_time() -> None:
+    pop = Population(50, seed=9)
+    c = pop.customers[0]
+    d = {"decision_id": "d1", "customer_id": c.customer_id, "channel": "push"}
+    pop.answer({**d, "action": "discount_offer"}, 1_000_000)
+    assert pop.due(999_999) == [] and pop.scheduled > 0
+    assert pop.due(1_000_000 + 10**10) and pop.scheduled == 0
