@@ -62,12 +62,14 @@ from engine.journeys import Catalogue
 from engine.pending import Pending, resend, resend_act
 from engine.profile import (
     ANONYMOUS,
+    SUPPRESSING_OUTCOMES,
     Profile,
     apply_event,
     find_pending,
     mark_seen,
     merge,
     record_contact,
+    record_outcome,
     seen_before,
 )
 from engine.records import (
@@ -300,6 +302,13 @@ class Core:
             result.group = "holdout" if in_holdout(key, self.cfg) else "treated"
             result.new_customer = stored is None
             result.first_order = profile.orders > before.orders == 0
+        if ev.source == "outcome" and ev.type in SUPPRESSING_OUTCOMES:
+            # What outcome-based suppression counts (engine/contact_policy.py): the action
+            # of the decision dismissed, while the profile still holds that decision.
+            item = find_pending(profile, str(ev.data["decision_id"]))
+            if item is not None:
+                action = item.arm.split(":", 1)[0]
+                profile = record_outcome(profile, action, ev.type, ev.time_ms)
         cat = state.catalogue
         settled = attribution.settle(
             profile,

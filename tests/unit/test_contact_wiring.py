@@ -203,3 +203,24 @@ def test_levers_reorder_actions_of_equal_propensity() -> None:
     assert by_arm[("discount_offer", "sms")].priority == 1.0  # 0.5 x value 1 x weight 2
     assert by_arm[("product_recommendation", "inapp")].priority == 0.05
     assert d.propensity == 1.0  # no exploration: the greedy choice is certain
+
+
+def test_dismissals_reported_on_the_outcome_topic_suppress_the_action() -> None:
+    """Scenario: a customer dismisses the same next-best-action offer twice, a day apart.
+    We expect the profile to remember both dismissals of that action, and the next
+    decision to exclude the action on every channel as suppressed_outcome."""
+    h = Harness()
+    day = 24 * HOUR
+    offered = []
+    for i, at in enumerate((NOW - 2 * day, NOW - day)):
+        d = h.send("web", event("product_view", f"v{i}", product_id="p1", time=at)).decision
+        assert d is not None and d.acts
+        offered.append(d.action)
+        outcome = event("dismissed", f"o{i}", decision_id=d.decision_id, time=at + 60_000)
+        h.send("outcome", outcome)
+    assert offered[0] == offered[1]
+    assert len(h.profiles["c1"].dismissals[offered[0]]) == 2
+    d = h.send("web", event("product_view", "v9", product_id="p1")).decision
+    assert d is not None and d.action != offered[0]
+    reasons = {c.excluded_by for c in d.candidates if c.action == offered[0]}
+    assert reasons == {"suppressed_outcome"}
