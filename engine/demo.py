@@ -31,6 +31,7 @@ import engine.localkafka as localkafka
 from engine.actions import TRIGGERS
 from engine.admin import create_topics
 from engine.control import publish
+from engine.decide import DecideConfig, in_holdout
 from engine.journey_checks import DURATION_UNITS_MS
 from engine.journeys import default_catalogue_text
 from engine.pending import TIMER_SOURCE
@@ -62,6 +63,13 @@ class DemoOptions:
 
 
 @dataclass(slots=True)
+class GroupTally:
+    customers: set[str] = field(default_factory=set)
+    buyers: set[str] = field(default_factory=set)
+    revenue: float = 0.0
+
+
+@dataclass(slots=True)
 class Tally:
     sent: Counter[str] = field(default_factory=Counter)
     invalid_sent: int = 0
@@ -75,6 +83,8 @@ class Tally:
     journey_decisions: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     """(journey, action, channel) of each journey decision."""
     timer_delays_ms: list[int] = field(default_factory=list)
+    groups: dict[str, GroupTally] = field(default_factory=dict)
+    """Known customers, first orders and revenue by group (treated, holdout)."""
     # (second half?, chosen p, random p, oracle p, converted) per marketing decision
     marketing: list[tuple[bool, float, float, float, bool]] = field(default_factory=list)
 
@@ -122,6 +132,9 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
 
 async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess) -> Tally:
     names = TopicNames(settings.topic_prefix)
+    decide_cfg = DecideConfig(
+        holdout_share=settings.holdout_share, holdout_salt=settings.holdout_salt
+    )
     pop = Population(
         opts.customers,
         seed=opts.seed,
@@ -179,6 +192,7 @@ async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess
             for ev in pop.due(time.time_ns() // 1_000_000):
                 source = ev.pop("source")
                 tally.sent[source] += 1
+                count_group(tally, decide_cfg, source, ev)
                 await send(source, ev["customer_id"].encode(), orjson.dumps(ev))
             await asyncio.sleep(0.05)
 
@@ -192,7 +206,7 @@ async def _simulate(settings: Settings, opts: DemoOptions, worker: WorkerProcess
             f"for {opts.duration_s:.0f}s"
         )
         started = time.monotonic()
-        await _offer_load(pop, opts, tally, send, started, worker)
+        await _offer_load(pop, opts, tally, send, started, worker, decide_cfg)
         await producer.flush()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and (
@@ -239,6 +253,7 @@ async def _offer_load(
     send: Any,
     started: float,
     worker: WorkerProcess,
+    decide_cfg: DecideConfig,
 ) -> None:
     done = 0
     next_report = started + 5
@@ -257,6 +272,7 @@ async def _offer_load(
             for ev in pop.activity(now_ms):
                 source = ev.pop("source")
                 tally.sent[source] += 1
+                count_group(tally, decide_cfg, source, ev)
                 known = "customer_id" in ev
                 # Anonymous visitors are profiled but not decided until they log in.
                 tally.triggers_sent += known and f"{source}.{ev['type']}" in TRIGGERS
@@ -268,6 +284,20 @@ async def _offer_load(
             _progress(tally, elapsed)
             next_report += 5
         await asyncio.sleep(0.01)
+
+
+def count_group(tally: Tally, cfg: DecideConfig, source: str, ev: dict[str, Any]) -> None:
+    """Count a known customer's event for the treated-versus-holdout report: the worker
+    puts each customer in a group by the same stable hash."""
+    customer = ev.get("customer_id")
+    if not isinstance(customer, str):
+        return
+    group = "holdout" if in_holdout(customer, cfg) else "treated"
+    g = tally.groups.setdefault(group, GroupTally())
+    g.customers.add(customer)
+    if source == "purchase" and ev.get("type") == "order_placed":
+        g.buyers.add(customer)
+        g.revenue += float(ev.get("amount") or 0.0)
 
 
 def _progress(t: Tally, elapsed: float, final: bool = False) -> None:
@@ -321,7 +351,31 @@ def print_summary(t: Tally, opts: DemoOptions) -> None:
         lines.append(f"  random policy    {rand:6.1%} expected on the same decisions")
         lines.append(f"  oracle policy    {oracle:6.1%} expected")
         lines.append(f"  learned lift over random is {lift:.0%} of the oracle's")
+    lines += _groups(t)
     print("\n".join(lines), flush=True)
+
+
+def _groups(t: Tally) -> list[str]:
+    """Treated versus holdout (no marketing): the return on experience."""
+    treated, holdout = t.groups.get("treated"), t.groups.get("holdout")
+    if treated is None or holdout is None:
+        return ["holdout            no customer fell in the holdout group (SEGUE_HOLDOUT_SHARE)"]
+    lines = ["treated vs holdout (no marketing), over the whole run:"]
+    rates = {}
+    for name, g in (("treated", treated), ("holdout", holdout)):
+        n = len(g.customers)
+        rates[name] = (len(g.buyers) / n, g.revenue / n)
+        lines.append(
+            f"  {name:8} {n:6d} customers, {rates[name][0]:6.1%} ordered, "
+            f"{rates[name][1]:7.2f} revenue per customer"
+        )
+    conv = rates["treated"][0] - rates["holdout"][0]
+    rev = rates["treated"][1] - rates["holdout"][1]
+    lines.append(
+        f"  uplift   {conv * 100:+.1f} points of conversion, {rev:+.2f} revenue per customer "
+        f"({len(holdout.customers)} holdout customers: a small group, a noisy estimate)"
+    )
+    return lines
 
 
 def compressed(text: str, factor: int) -> str:
@@ -339,7 +393,9 @@ def compressed(text: str, factor: int) -> str:
         return f"{m.group(1)}: {max(1, ms // factor)}ms"
 
     text = re.sub(r"^catalogue: \w+", f"catalogue: {DEMO_CATALOGUE}", text, flags=re.M)
-    return re.sub(r"\b(wait|timeout|cooldown): (\d+)(ms|s|m|h|d)\b", shorter, text)
+    return re.sub(
+        r"\b(wait|timeout|cooldown|min_gap|within|for): (\d+)(ms|s|m|h|d)\b", shorter, text
+    )
 
 
 def _pct(values: list[int], q: float) -> float:
