@@ -44,6 +44,7 @@ from topics.deadletter import ERROR_CLASS
 WARMUP_CUSTOMER = "demo-warmup"
 DEMO_CATALOGUE = "demo"
 DEMO_TIME_FACTOR = 180
+DEMO_ATTRIBUTION_SECONDS = 3600 // DEMO_TIME_FACTOR
 
 
 class DemoError(Exception):
@@ -105,10 +106,12 @@ def run_demo(settings: Settings, opts: DemoOptions) -> int:
             app_id="segue-demo",
             data_dir=root,
             web_port=_free_port(),
-            # Decisions are answered on the demo's clock: 180 times faster.
-            attribution_window_seconds=max(
-                1, settings.attribution_window_seconds // DEMO_TIME_FACTOR
-            ),
+            # Decisions are answered on the demo's clock, 180 times faster, and a decision
+            # teaches when its window ends. The default 3 days would be 24 minutes here,
+            # past the end of the run, and the contact policy's caps keep a customer's
+            # decisions too few to push one another out: an hour (20 s) lets the model
+            # learn within the run. Clicks come within minutes, most orders within it.
+            attribution_window_seconds=DEMO_ATTRIBUTION_SECONDS,
         )
         say(f"      broker at {cluster.bootstrap}")
         say("[2/5] creating topics; publishing the demo journeys (waits 180x shorter)")
