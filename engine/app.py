@@ -2,7 +2,8 @@
 
 The agent reads raw bytes (Faust acks records it cannot decode, and acks a record
 whose agent raised), hands each record to :func:`engine.pipeline.process`, and carries
-out the result: the profile goes to the table, the sends go to the producer. Nothing
+out the result: the profile goes to the table, the sends to the outbox, which hands
+them to the producer a batch per partition (engine/outbox.py). Nothing
 escapes the agent as an exception; an unexpected error dead-letters the record with
 ``internal_error`` so it is never dropped silently.
 """
@@ -10,12 +11,12 @@ escapes the agent as an exception; an unexpected error dead-letters the record w
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -30,6 +31,7 @@ from engine.journey_runtime import Entered, Exited
 from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
 from engine.orchestrate import catalogue_version
+from engine.outbox import Outbox
 from engine.pending import TIMER_SOURCE
 from engine.pipeline import Core, Limits, Result, reject
 from engine.profile import Profile
@@ -55,8 +57,6 @@ IDENTITY_TABLE = "identities"
 TIMER_TABLE = "timers"
 CONTROL_RETRY_SECONDS = 5.0
 """Pause before reading the control topic again when it cannot be read."""
-EXIT_OUTPUT_FAILED = 70
-"""Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
 
 def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.App:
@@ -125,7 +125,6 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
         )
         for name in (PROFILE_TABLE, IDENTITY_TABLE, TIMER_TABLE)
     )
-    outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
     core = build_core(settings)
 
@@ -147,13 +146,10 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
             return stored.decode() if stored is not None else None
 
     state = TableState()
+    outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
+    app.before_flush.append(outbox.flush)
 
-    def out(topic: str) -> faust.TopicT:
-        if topic not in outputs:
-            outputs[topic] = app.topic(topic, schema=_raw())
-        return outputs[topic]
-
-    async def handle(step: Step, rec: Record) -> None:
+    def handle(step: Step, rec: Record) -> None:
         started = time.perf_counter()
         now_ms = time.time_ns() // 1_000_000
         try:
@@ -164,8 +160,8 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
             log.exception("internal error on %s/%d@%d", rec.topic, rec.partition, rec.offset)
             why = Rejection("internal_error", f"{type(exc).__name__}: {exc}")
             result = reject(rec, why, names, now_ms=now_ms)
-        # Reassign, never mutate: only a set writes the changelog. All writes happen
-        # before the first await, so no other record of this partition interleaves.
+        # Reassign, never mutate: only a set writes the changelog. Nothing here awaits,
+        # so no other record of this partition interleaves.
         for key, profile in result.writes.items():
             if profile is None:
                 profiles.pop(key.encode(), None)
@@ -179,31 +175,20 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
             else:
                 timers[key.encode()] = encode_wake(wake)
                 index.note(key, wake)
-        try:
-            for s in result.sends:
-                await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
-        except Exception:
-            # The producer refused the output. This record is not acked yet, so stopping
-            # the process now (before any further commit) means it is read again after the
-            # restart; letting the agent raise would ack it and lose its effects.
-            log.critical(
-                "cannot hand the output of %s/%d@%d to the producer; exiting so it is "
-                "re-read after restart",
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                exc_info=True,
-            )
-            logging.shutdown()
-            os._exit(EXIT_OUTPUT_FAILED)
+        # Into the outbox, before this record is acked: flushed into the producer before
+        # any commit (engine/outbox.py says how order and delivery are kept).
+        outbox.add(result.sends, started)
         _observe(metrics, names, rec, result, started)
 
     async def run(step: Step, stream: faust.StreamT[bytes]) -> None:
+        queued = cast(Any, stream.channel).queue  # what the consumer has handed this agent
         async for event in stream.events():
             msg = event.message
             headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
             rec = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, [*headers])
-            await handle(step, rec)
+            handle(step, rec)
+            if queued.empty() or outbox.due(time.perf_counter()):
+                await outbox.flush()
 
     @app.agent(inputs, name=INGEST_AGENT, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -304,11 +289,11 @@ def _observe(
     metrics.processing.observe(time.perf_counter() - started)
     if result.event is None:
         source = names.source_of(rec.topic) or "unknown"
-        metrics.events.labels(source=source, type="invalid").inc()
+        _child(metrics.events, source, "invalid").inc()
     else:
-        metrics.events.labels(source=result.event.source, type=result.event.type).inc()
+        _child(metrics.events, result.event.source, result.event.type).inc()
     if result.rejection is not None:
-        metrics.dead_letters.labels(reason=result.rejection.error_class).inc()
+        _child(metrics.dead_letters, result.rejection.error_class).inc()
     elif result.status == "replayed":
         metrics.replayed.inc()
     elif result.status == "duplicate":
@@ -317,15 +302,23 @@ def _observe(
         metrics.forwarded.inc()
     elif result.decision is not None:
         d = result.decision
-        metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()
+        _child(metrics.decisions, d.action, d.channel or "none").inc()
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
         if d.explored:
             metrics.explored.inc()
     elif result.reward is not None:
-        metrics.rewards.labels(outcome="positive" if result.reward > 0 else "negative").inc()
+        _child(metrics.rewards, "positive" if result.reward > 0 else "negative").inc()
         if result.log_loss is not None:
             metrics.log_loss.observe(result.log_loss)
     _observe_journeys(metrics, result)
+
+
+@functools.lru_cache(maxsize=4096)
+def _child(metric: Any, *labels: str) -> Any:
+    """``metric.labels(*labels)``, looked up once: prometheus_client validates and locks
+    on every ``labels`` call, a few µs each, three times per event. (Positional labels,
+    in the order engine/metrics.py declares them.)"""
+    return metric.labels(*labels)
 
 
 def _observe_journeys(metrics: Metrics, result: Result) -> None:
