@@ -25,6 +25,7 @@ from faust.types import TP
 
 from engine import observe
 from engine.admin import AdminError
+from engine.changelog import ChangelogTable
 from engine.control import CatalogueFollower
 from engine.decide import DecideConfig
 from engine.journey_runtime import Entered, Exited
@@ -148,6 +149,10 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
     state = TableState()
     outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
     app.before_flush.append(outbox.flush)
+    # Table writes send their changelog records through the outbox (engine/changelog.py).
+    profile_rows, identity_rows, timer_rows = (
+        ChangelogTable(t, outbox) for t in (profiles, identities, timers)
+    )
 
     def handle(step: Step, rec: Record) -> None:
         started = time.perf_counter()
@@ -162,18 +167,19 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
             result = reject(rec, why, names, now_ms=now_ms)
         # Reassign, never mutate: only a set writes the changelog. Nothing here awaits,
         # so no other record of this partition interleaves.
+        part = rec.partition  # a table's partition is that of the record being processed
         for key, profile in result.writes.items():
             if profile is None:
-                profiles.pop(key.encode(), None)
+                profile_rows.delete(key.encode(), part, started)
             else:
-                profiles[key.encode()] = profile.encode()
+                profile_rows.set(key.encode(), profile.encode(), part, started)
         for anonymous_id, customer_id in result.links.items():
-            identities[anonymous_id.encode()] = customer_id.encode()
+            identity_rows.set(anonymous_id.encode(), customer_id.encode(), part, started)
         for key, wake in result.timers.items():
             if wake is None:
-                timers.pop(key.encode(), None)
+                timer_rows.delete(key.encode(), part, started)
             else:
-                timers[key.encode()] = encode_wake(wake)
+                timer_rows.set(key.encode(), encode_wake(wake), part, started)
                 index.note(key, wake)
         # Into the outbox, before this record is acked: flushed into the producer before
         # any commit (engine/outbox.py says how order and delivery are kept).

@@ -34,6 +34,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from engine.records import Send
@@ -48,6 +49,8 @@ EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
 Exit = Callable[[int], None]
+Delivered = Callable[[int, int], None]
+"""Told (partition, offset of the batch's last record) when a batch is acknowledged."""
 
 
 class Outbox:
@@ -61,6 +64,7 @@ class Outbox:
         self._oldest = 0.0
         self._lock = asyncio.Lock()
         self._known: set[str] = set()
+        self._hooks: dict[str, Delivered] = {}
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -71,6 +75,10 @@ class Outbox:
             if not self._pending:
                 self._oldest = now
             self._pending += sends
+
+    def on_delivered(self, topic: str, hook: Delivered) -> None:
+        """Call ``hook`` for each batch of ``topic`` the broker acknowledges."""
+        self._hooks[topic] = hook
 
     def due(self, now: float) -> bool:
         """True when the oldest queued record has waited FLUSH_MS."""
@@ -95,7 +103,9 @@ class Outbox:
             self._known.add(topic)
         batches: dict[tuple[str, int], list[Any]] = {}
         for s in sends:
-            partition = producer._partition(s.topic, None, None, None, s.key, s.value)
+            partition = s.partition
+            if partition is None:
+                partition = producer._partition(s.topic, None, None, None, s.key, s.value)
             tp = (s.topic, partition)
             builders = batches.get(tp)
             if builders is None:
@@ -105,14 +115,21 @@ class Outbox:
                 builders.append(producer.create_batch())
                 builders[-1].append(**record)
         for (topic, partition), builders in batches.items():
+            hook = self._hooks.get(topic)
             for builder in builders:
+                builder.close()  # what it holds is what the hook is told about
                 future = await producer.send_batch(builder, topic, partition=partition)
-                future.add_done_callback(self._delivered)
+                future.add_done_callback(partial(self._delivered, hook, builder.record_count()))
 
-    def _delivered(self, future: asyncio.Future[Any]) -> None:
+    def _delivered(self, hook: Delivered | None, records: int, future: asyncio.Future[Any]) -> None:
         # Cancelled: the producer is stopping, after the last commit (whose flush waited for
         # every batch); what it did not deliver belongs to events not committed.
-        if future.cancelled() or future.exception() is None:
+        if future.cancelled():
+            return
+        if future.exception() is None:
+            if hook is not None:
+                meta = future.result()
+                hook(meta.partition, meta.offset + records - 1)
             return
         log.critical(
             "the producer could not deliver a batch of output (%r); exiting so its events "

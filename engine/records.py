@@ -37,6 +37,8 @@ class Send:
     key: bytes | None
     value: bytes | None
     headers: Headers = field(default_factory=list)
+    partition: int | None = None
+    """None: the producer's partitioner picks it from the key (murmur2)."""
 
 
 def expected_partition(key: bytes, partitions: int) -> int:

@@ -1,5 +1,6 @@
 """The outbox hands records to the producer a batch per topic-partition, in the order they
-were added, and stops the process when output cannot be delivered (engine/outbox.py)."""
+were added, and stops the process when output cannot be delivered (engine/outbox.py);
+table writes reach the store at once and the changelog through it (engine/changelog.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from typing import Any
 import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.structs import RecordMetadata
 
 from engine import outbox as outbox_module
 from engine.app import build_app
+from engine.changelog import ChangelogTable
 from engine.outbox import EXIT_OUTPUT_FAILED, FLUSH_MS, Outbox
 from engine.records import Send, expected_partition
 from engine.settings import Settings
@@ -182,3 +185,53 @@ def test_the_worker_producer_flushes_the_outbox_before_it_flushes(tmp_path: Path
     asyncio.run(run())
     assert calls == ["outbox"]
     assert outbox_module.EXIT_OUTPUT_FAILED == 70
+
+
+class Topic:
+    def get_topic_name(self) -> str:
+        return "app-profiles-changelog"
+
+
+class Store(dict[bytes, bytes]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.persisted: dict[tuple[str, int], int] = {}
+
+    def set_persisted_offset(self, tp: Any, offset: int) -> None:
+        self.persisted[(tp.topic, tp.partition)] = offset
+
+
+class Table:
+    """What ChangelogTable uses of a Faust table: its store and its changelog topic."""
+
+    def __init__(self) -> None:
+        self.data = Store()
+        self.changelog_topic = Topic()
+
+
+def test_table_writes_reach_the_store_at_once_and_the_changelog_with_the_output() -> None:
+    table = Table()
+
+    async def run() -> FakeProducer:
+        producer = FakeProducer()
+        box = Outbox(lambda: producer, exit=pytest.fail)
+        rows = ChangelogTable(table, box)
+        rows.set(b"c-1", b"v1", 2, now=0.0)
+        rows.set(b"c-2", b"v2", 2, now=0.0)
+        rows.delete(b"c-1", 2, now=0.0)
+        rows.delete(b"absent", 2, now=0.0)  # nothing to delete: no tombstone
+        assert table.data == {b"c-2": b"v2"}  # before any flush: the next record reads it
+        await box.flush()
+        # The broker acknowledges the batch at base offset 40: three records, 40-42.
+        producer.futures[0].set_result(
+            RecordMetadata("app-profiles-changelog", 2, None, 40, 0, 0, 0)
+        )
+        await asyncio.sleep(0)
+        return producer
+
+    producer = asyncio.run(run())
+    # The partition given (that of the record being processed), not the key's.
+    assert producer.sent == [
+        ("app-profiles-changelog", 2, [(b"c-1", b"v1"), (b"c-2", b"v2"), (b"c-1", None)])
+    ]
+    assert table.data.persisted == {("app-profiles-changelog", 2): 42}
