@@ -34,10 +34,10 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
-from engine.records import Send
+from engine.records import Send, expected_partition
 
 log = logging.getLogger("segue.outbox")
 
@@ -63,7 +63,6 @@ class Outbox:
         self._pending: list[Send] = []
         self._oldest = 0.0
         self._lock = asyncio.Lock()
-        self._known: set[str] = set()
         self._hooks: dict[str, Delivered] = {}
 
     def __len__(self) -> int:
@@ -98,13 +97,17 @@ class Outbox:
 
     async def _hand_over(self, sends: list[Send]) -> None:
         producer = self._producer()
-        for topic in {s.topic for s in sends} - self._known:
-            await producer.client._wait_on_metadata(topic)
-            self._known.add(topic)
+        counts: dict[str, int] = {}
+        for topic in {s.topic for s in sends}:
+            if not producer._metadata.partitions_for_topic(topic):
+                await producer.client._wait_on_metadata(topic)  # first use: fetch it
+            counts[topic] = len(producer._metadata.partitions_for_topic(topic))
         batches: dict[tuple[str, int], list[Any]] = {}
         for s in sends:
             partition = s.partition
-            if partition is None:
+            if partition is None and s.key is not None:
+                partition = _partition(s.key, counts[s.topic])
+            elif partition is None:  # no key: the producer's partitioner picks one at random
                 partition = producer._partition(s.topic, None, None, None, s.key, s.value)
             tp = (s.topic, partition)
             builders = batches.get(tp)
@@ -148,3 +151,12 @@ class Outbox:
         )
         logging.shutdown()
         self._exit(EXIT_OUTPUT_FAILED)
+
+
+@lru_cache(maxsize=65_536)
+def _partition(key: bytes, partitions: int) -> int:
+    """What the producer's default partitioner gives ``key`` (murmur2, as
+    ``expected_partition``), remembered: aiokafka's murmur2 is pure Python, ~2% of a
+    deciding worker's time, and the same customers come back. Keyed by the partition
+    count too, so a topic that gains partitions gets fresh answers."""
+    return expected_partition(key, partitions)
