@@ -34,7 +34,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Callable
-from functools import lru_cache, partial
+from functools import partial
 from typing import Any
 
 from engine.records import Send, expected_partition
@@ -106,7 +106,7 @@ class Outbox:
         for s in sends:
             partition = s.partition
             if partition is None and s.key is not None:
-                partition = _partition(s.key, counts[s.topic])
+                partition = expected_partition(s.key, counts[s.topic])
             elif partition is None:  # no key: the producer's partitioner picks one at random
                 partition = producer._partition(s.topic, None, None, None, s.key, s.value)
             tp = (s.topic, partition)
@@ -151,12 +151,3 @@ class Outbox:
         )
         logging.shutdown()
         self._exit(EXIT_OUTPUT_FAILED)
-
-
-@lru_cache(maxsize=65_536)
-def _partition(key: bytes, partitions: int) -> int:
-    """What the producer's default partitioner gives ``key`` (murmur2, as
-    ``expected_partition``), remembered: aiokafka's murmur2 is pure Python, ~2% of a
-    deciding worker's time, and the same customers come back. Keyed by the partition
-    count too, so a topic that gains partitions gets fresh answers."""
-    return expected_partition(key, partitions)
