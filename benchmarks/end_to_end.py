@@ -25,6 +25,8 @@
    is that of the markers only, and the CPU that of the mixed stream.
 
     .venv/bin/python -m benchmarks.end_to_end          # about 4-4½ minutes here (make bench)
+    .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --no-fixed-loads
+                                                       # (c) draining its backlog only
 
 Writes ``benchmarks/results/end_to_end-<UTC time>.json`` and prints the tables
 (benchmarks/bench_tables.py); stops the broker it started.
@@ -40,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -139,8 +141,14 @@ def loads(
 
 
 def run(
-    events: dict[str, int], customers: int, seed: int, bootstrap: str | None, seconds: float
+    events: dict[str, int],
+    customers: int,
+    seed: int,
+    bootstrap: str | None,
+    seconds: float,
+    paths: Sequence[str] = PATHS,
 ) -> dict[str, Any]:
+    """Measure ``paths`` (all by default); ``seconds`` 0 runs no fixed loads."""
     tag = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="segue-bench-e2e-"))
     kafka_dir = tmp / "kafka"
@@ -216,31 +224,40 @@ def run(
 
             return go
 
-        say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
-        loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
-        launched = time.monotonic()
-        pid = loop.start()
-        try:
-            n = len(raw_backlog)
-            sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
-            say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
-            runs = loads(
-                "baseline", sat, offer("baseline", pid, raw_in, raw_out, decide_templates), seconds
-            )
-        finally:
-            loop.stop()
-        result["baseline"] = {"events": len(raw_backlog), "saturation": sat, "fixed_loads": runs}
+        if "baseline" in paths:
+            say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
+            loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
+            launched = time.monotonic()
+            pid = loop.start()
+            try:
+                n = len(raw_backlog)
+                sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
+                go = offer("baseline", pid, raw_in, raw_out, decide_templates)
+                runs = loads("baseline", sat, go, seconds) if seconds else []
+            finally:
+                loop.stop()
+            result["baseline"] = {
+                "events": len(raw_backlog),
+                "saturation": sat,
+                "fixed_loads": runs,
+            }
 
         ingest_tpl = ingest_templates(customers, seed + 1)
         for path, label, n, templates in (
             ("segue_ingest", "(b) segue ingest", events["ingest"], ingest_tpl),
             ("segue_decide", "(c) segue decide", events["decide"], decide_templates),
         ):
+            if path not in paths:
+                continue
             settings = apps[path]
             log = tmp / f"worker-{path}.log"
             say(f"{label}: a worker on a backlog of {n:,} (log: {log})")
             sat = measure_segue(settings, n, brokers, log)
             say(f"  {path} {sat['steady_events_per_second']:,} events/s steady")
+            if not seconds:
+                result[path] = {"events": n, "saturation": sat, "fixed_loads": []}
+                continue
             started = start_worker(settings, log, path, brokers)
             assert started.worker.proc is not None
             decisions = TopicNames(settings.topic_prefix).decision_log
@@ -269,6 +286,18 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="measure only these paths (default: all three)",
+    )
+    parser.add_argument(
+        "--no-fixed-loads",
+        action="store_true",
+        help="saturation only: drain each backlog, run no fixed loads",
+    )
+    parser.add_argument(
         "--bootstrap", metavar="HOST:PORT", help="use this broker instead of starting one"
     )
     args = parser.parse_args()
@@ -281,7 +310,8 @@ def main() -> None:
         parser.error("each backlog needs at least 1,000 events and one customer")
     started, load = time.monotonic(), os.getloadavg()
     try:
-        result = run(events, args.customers, args.seed, args.bootstrap, args.seconds)
+        seconds = 0.0 if args.no_fixed_loads else args.seconds
+        result = run(events, args.customers, args.seed, args.bootstrap, seconds, args.paths)
     except (BenchError, localkafka.LocalKafkaError) as err:
         sys.exit(f"benchmark failed: {err}")
     result["machine"] = machine(

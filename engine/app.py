@@ -193,8 +193,10 @@ def build_app(settings: Settings, catalogue: Catalogue | None = None) -> faust.A
             headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
             rec = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, [*headers])
             handle(step, rec)
-            if queued.empty() or outbox.due(time.perf_counter()):
+            if outbox.full():
                 await outbox.flush()
+            elif queued.empty() or outbox.due(time.perf_counter()):
+                outbox.flush_soon()
 
     @app.agent(inputs, name=INGEST_AGENT, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:

@@ -24,8 +24,12 @@ The guarantees, in the order they are kept:
    decisions sent again under the same ids. Faust's own ``send`` would log the failure
    and let the next commit go ahead.
 
-When: an agent flushes once its stream has nothing more queued (so a lone event waits
-for nothing), or when the outbox's oldest record is FLUSH_MS old under a steady stream.
+When: an agent starts a flush once its stream has nothing more queued (so a lone event
+waits for nothing), or when the outbox's oldest record is FLUSH_MS old under a steady
+stream. The flush runs as its own task, so the agent reads on while aiokafka takes the
+batches (it accepts a partition's next batch only once the previous one is on its way,
+about a round trip to the broker); an agent waits for it only when MAX_PENDING records
+are queued.
 """
 
 from __future__ import annotations
@@ -45,6 +49,9 @@ FLUSH_MS = 20.0
 """Longest an output waits in the outbox while events keep arriving. The batches it
 forms cut the producer's per-record cost; longer buys little (a 20 ms run of events
 at 1,000/s is 20 events, 40-60 records) and adds up to this much latency at saturation."""
+MAX_PENDING = 5_000
+"""Records queued (some 2,000 events' output) beyond which an agent waits for the flush
+instead of reading on: backpressure when the broker is slower than the agents."""
 EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
@@ -63,6 +70,7 @@ class Outbox:
         self._pending: list[Send] = []
         self._oldest = 0.0
         self._lock = asyncio.Lock()
+        self._flushing: asyncio.Future[None] | None = None
         self._hooks: dict[str, Delivered] = {}
 
     def __len__(self) -> int:
@@ -83,17 +91,28 @@ class Outbox:
         """True when the oldest queued record has waited FLUSH_MS."""
         return bool(self._pending) and (now - self._oldest) * 1000 >= FLUSH_MS
 
+    def full(self) -> bool:
+        """True when an agent should wait for a flush: the broker is not keeping up."""
+        return len(self._pending) >= MAX_PENDING
+
+    def flush_soon(self) -> None:
+        """Flush in the background, unless a flush is under way: it takes what arrives
+        meanwhile before it ends. The agent goes on with the next record."""
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.ensure_future(self.flush())
+
     async def flush(self) -> None:
         """Hand every queued record to the producer, one batch per topic-partition (more
-        when a partition's records outgrow the producer's batch size)."""
-        if not self._pending:
-            return
+        when a partition's records outgrow the producer's batch size); return when all
+        of them, those added meanwhile too, are in the producer's hands."""
         async with self._lock:
-            sends, self._pending = self._pending, []
-            try:
-                await self._hand_over(sends)
-            except Exception:
-                self._fail(len(sends))
+            while self._pending:
+                sends, self._pending = self._pending, []
+                try:
+                    await self._hand_over(sends)
+                except Exception:
+                    self._fail(len(sends))
+                    return
 
     async def _hand_over(self, sends: list[Send]) -> None:
         producer = self._producer()

@@ -17,7 +17,7 @@ from aiokafka.structs import RecordMetadata
 from engine import outbox as outbox_module
 from engine.app import build_app
 from engine.changelog import ChangelogTable
-from engine.outbox import EXIT_OUTPUT_FAILED, FLUSH_MS, Outbox
+from engine.outbox import EXIT_OUTPUT_FAILED, FLUSH_MS, MAX_PENDING, Outbox
 from engine.records import Send, expected_partition
 from engine.settings import Settings
 
@@ -140,6 +140,43 @@ def test_concurrent_flushes_keep_the_order_of_adding() -> None:
         [(b"c-1", b"first-0")],
         [(b"c-1", b"second-0")],
     ]
+
+
+def test_a_background_flush_takes_what_arrives_meanwhile_and_a_commit_waits_for_it() -> None:
+    """An agent starts a flush and reads on; records it adds meanwhile go with that flush,
+    in order, and the flush Faust awaits before a commit returns only once all are in the
+    producer's hands."""
+
+    async def run() -> tuple[FakeProducer, list[str]]:
+        producer = FakeProducer()
+        box = Outbox(lambda: producer, exit=pytest.fail)
+        box.add(sends("log", ["c-1"], "first"), now=0.0)
+        box.flush_soon()
+        await asyncio.sleep(0)  # the flush is inside send_batch now
+        box.add(sends("log", ["c-1"], "second"), now=0.0)
+        box.flush_soon()  # one is under way: it takes this too
+        seen = []
+        before_commit = asyncio.create_task(box.flush())
+        while not before_commit.done():
+            seen.append(f"{len(producer.sent)} sent")
+            await asyncio.sleep(0)
+        assert len(box) == 0
+        return producer, seen
+
+    producer, seen = asyncio.run(run())
+    assert [recs for _, _, recs in producer.sent] == [
+        [(b"c-1", b"first-0")],
+        [(b"c-1", b"second-0")],
+    ]
+    assert seen[0] == "0 sent"  # the commit's flush waited for the background one
+
+
+def test_full_once_max_pending_records_wait() -> None:
+    box = Outbox(lambda: None, exit=pytest.fail)
+    box.add(sends("log", ["c"] * (MAX_PENDING - 1), "a"), now=0.0)
+    assert not box.full()
+    box.add(sends("log", ["c"], "b"), now=0.0)
+    assert box.full()
 
 
 def test_due_once_the_oldest_record_has_waited_the_flush_time() -> None:
