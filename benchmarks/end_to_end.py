@@ -27,6 +27,8 @@
     .venv/bin/python -m benchmarks.end_to_end          # about 4-4½ minutes here (make bench)
     .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --no-fixed-loads
                                                        # (c) draining its backlog only
+    .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --rates 1000
+                                                       # (c): its backlog, then 1,000/s
 
 Writes ``benchmarks/results/end_to_end-<UTC time>.json`` and prints the tables
 (benchmarks/bench_tables.py); stops the broker it started.
@@ -117,12 +119,14 @@ def loads(
     saturation: dict[str, Any],
     offer: Callable[[str, int], dict[str, Any]],
     seconds: float,
+    rates: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """The fixed loads of one path, ascending; those above the first it does not sustain
     are not run (a path that falls behind at one load falls behind at a higher one)."""
     runs: list[dict[str, Any]] = []
     failed: int | None = None
-    for i, rate in enumerate(fixed_rates(saturation.get("steady_events_per_second"))):
+    chosen = sorted(rates) or fixed_rates(saturation.get("steady_events_per_second"))
+    for i, rate in enumerate(chosen):
         if failed is not None:
             why = f"not run: {failed:,}/s was not sustained"
             runs.append({"offered_per_second": rate, "sustained": False, "verdict": why})
@@ -147,8 +151,10 @@ def run(
     bootstrap: str | None,
     seconds: float,
     paths: Sequence[str] = PATHS,
+    rates: Sequence[int] = (),
 ) -> dict[str, Any]:
-    """Measure ``paths`` (all by default); ``seconds`` 0 runs no fixed loads."""
+    """Measure ``paths`` (all by default) at ``rates`` (default: 1,000/s, 5,000/s and 80%
+    of each path's saturation); ``seconds`` 0 runs no fixed loads."""
     tag = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="segue-bench-e2e-"))
     kafka_dir = tmp / "kafka"
@@ -234,7 +240,7 @@ def run(
                 sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
                 say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
                 go = offer("baseline", pid, raw_in, raw_out, decide_templates)
-                runs = loads("baseline", sat, go, seconds) if seconds else []
+                runs = loads("baseline", sat, go, seconds, rates) if seconds else []
             finally:
                 loop.stop()
             result["baseline"] = {
@@ -263,7 +269,7 @@ def run(
             decisions = TopicNames(settings.topic_prefix).decision_log
             go = offer(path, started.worker.proc.pid, web[path], decisions, templates)
             try:
-                runs = loads(path, sat, go, seconds)
+                runs = loads(path, sat, go, seconds, rates)
             finally:
                 stop_worker(started)
             result[path] = {"events": n, "saturation": sat, "fixed_loads": runs}
@@ -293,6 +299,14 @@ def main() -> None:
         help="measure only these paths (default: all three)",
     )
     parser.add_argument(
+        "--rates",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="N",
+        help="offered loads in events/s (default: 1,000, 5,000 and 80%% of saturation)",
+    )
+    parser.add_argument(
         "--no-fixed-loads",
         action="store_true",
         help="saturation only: drain each backlog, run no fixed loads",
@@ -311,7 +325,9 @@ def main() -> None:
     started, load = time.monotonic(), os.getloadavg()
     try:
         seconds = 0.0 if args.no_fixed_loads else args.seconds
-        result = run(events, args.customers, args.seed, args.bootstrap, seconds, args.paths)
+        result = run(
+            events, args.customers, args.seed, args.bootstrap, seconds, args.paths, args.rates
+        )
     except (BenchError, localkafka.LocalKafkaError) as err:
         sys.exit(f"benchmark failed: {err}")
     result["machine"] = machine(
