@@ -27,7 +27,7 @@ def _row(cells: Sequence[str]) -> str:
 
 
 def saturation_table(result: dict[str, Any]) -> list[str]:
-    base = result["baseline"]["saturation"]["steady_events_per_second"]
+    base = result.get("baseline", {}).get("saturation", {}).get("steady_events_per_second")
     lines = [
         _row(
             [
@@ -68,7 +68,7 @@ def saturation_table(result: dict[str, Any]) -> list[str]:
 def latency_table(result: dict[str, Any]) -> list[str]:
     base_p99 = {
         r["offered_per_second"]: (r.get("latency") or {}).get("p99_ms")
-        for r in result["baseline"]["fixed_loads"]
+        for r in result.get("baseline", {}).get("fixed_loads", [])
     }
     lines = [
         _row(

@@ -25,6 +25,10 @@
    is that of the markers only, and the CPU that of the mixed stream.
 
     .venv/bin/python -m benchmarks.end_to_end          # about 4-4½ minutes here (make bench)
+    .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --no-fixed-loads
+                                                       # (c) draining its backlog only
+    .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --rates 1000
+                                                       # (c): its backlog, then 1,000/s
 
 Writes ``benchmarks/results/end_to_end-<UTC time>.json`` and prints the tables
 (benchmarks/bench_tables.py); stops the broker it started.
@@ -40,7 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -115,12 +119,14 @@ def loads(
     saturation: dict[str, Any],
     offer: Callable[[str, int], dict[str, Any]],
     seconds: float,
+    rates: Sequence[int] = (),
 ) -> list[dict[str, Any]]:
     """The fixed loads of one path, ascending; those above the first it does not sustain
     are not run (a path that falls behind at one load falls behind at a higher one)."""
     runs: list[dict[str, Any]] = []
     failed: int | None = None
-    for i, rate in enumerate(fixed_rates(saturation.get("steady_events_per_second"))):
+    chosen = sorted(rates) or fixed_rates(saturation.get("steady_events_per_second"))
+    for i, rate in enumerate(chosen):
         if failed is not None:
             why = f"not run: {failed:,}/s was not sustained"
             runs.append({"offered_per_second": rate, "sustained": False, "verdict": why})
@@ -139,8 +145,16 @@ def loads(
 
 
 def run(
-    events: dict[str, int], customers: int, seed: int, bootstrap: str | None, seconds: float
+    events: dict[str, int],
+    customers: int,
+    seed: int,
+    bootstrap: str | None,
+    seconds: float,
+    paths: Sequence[str] = PATHS,
+    rates: Sequence[int] = (),
 ) -> dict[str, Any]:
+    """Measure ``paths`` (all by default) at ``rates`` (default: 1,000/s, 5,000/s and 80%
+    of each path's saturation); ``seconds`` 0 runs no fixed loads."""
     tag = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="segue-bench-e2e-"))
     kafka_dir = tmp / "kafka"
@@ -216,37 +230,46 @@ def run(
 
             return go
 
-        say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
-        loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
-        launched = time.monotonic()
-        pid = loop.start()
-        try:
-            n = len(raw_backlog)
-            sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
-            say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
-            runs = loads(
-                "baseline", sat, offer("baseline", pid, raw_in, raw_out, decide_templates), seconds
-            )
-        finally:
-            loop.stop()
-        result["baseline"] = {"events": len(raw_backlog), "saturation": sat, "fixed_loads": runs}
+        if "baseline" in paths:
+            say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
+            loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
+            launched = time.monotonic()
+            pid = loop.start()
+            try:
+                n = len(raw_backlog)
+                sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
+                go = offer("baseline", pid, raw_in, raw_out, decide_templates)
+                runs = loads("baseline", sat, go, seconds, rates) if seconds else []
+            finally:
+                loop.stop()
+            result["baseline"] = {
+                "events": len(raw_backlog),
+                "saturation": sat,
+                "fixed_loads": runs,
+            }
 
         ingest_tpl = ingest_templates(customers, seed + 1)
         for path, label, n, templates in (
             ("segue_ingest", "(b) segue ingest", events["ingest"], ingest_tpl),
             ("segue_decide", "(c) segue decide", events["decide"], decide_templates),
         ):
+            if path not in paths:
+                continue
             settings = apps[path]
             log = tmp / f"worker-{path}.log"
             say(f"{label}: a worker on a backlog of {n:,} (log: {log})")
             sat = measure_segue(settings, n, brokers, log)
             say(f"  {path} {sat['steady_events_per_second']:,} events/s steady")
+            if not seconds:
+                result[path] = {"events": n, "saturation": sat, "fixed_loads": []}
+                continue
             started = start_worker(settings, log, path, brokers)
             assert started.worker.proc is not None
             decisions = TopicNames(settings.topic_prefix).decision_log
             go = offer(path, started.worker.proc.pid, web[path], decisions, templates)
             try:
-                runs = loads(path, sat, go, seconds)
+                runs = loads(path, sat, go, seconds, rates)
             finally:
                 stop_worker(started)
             result[path] = {"events": n, "saturation": sat, "fixed_loads": runs}
@@ -269,6 +292,26 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--paths",
+        nargs="+",
+        choices=PATHS,
+        default=list(PATHS),
+        help="measure only these paths (default: all three)",
+    )
+    parser.add_argument(
+        "--rates",
+        nargs="+",
+        type=int,
+        default=[],
+        metavar="N",
+        help="offered loads in events/s (default: 1,000, 5,000 and 80%% of saturation)",
+    )
+    parser.add_argument(
+        "--no-fixed-loads",
+        action="store_true",
+        help="saturation only: drain each backlog, run no fixed loads",
+    )
+    parser.add_argument(
         "--bootstrap", metavar="HOST:PORT", help="use this broker instead of starting one"
     )
     args = parser.parse_args()
@@ -281,7 +324,10 @@ def main() -> None:
         parser.error("each backlog needs at least 1,000 events and one customer")
     started, load = time.monotonic(), os.getloadavg()
     try:
-        result = run(events, args.customers, args.seed, args.bootstrap, args.seconds)
+        seconds = 0.0 if args.no_fixed_loads else args.seconds
+        result = run(
+            events, args.customers, args.seed, args.bootstrap, seconds, args.paths, args.rates
+        )
     except (BenchError, localkafka.LocalKafkaError) as err:
         sys.exit(f"benchmark failed: {err}")
     result["machine"] = machine(

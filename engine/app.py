@@ -2,7 +2,8 @@
 
 The agent reads raw bytes (Faust acks records it cannot decode, and acks a record
 whose agent raised), hands each record to :func:`engine.pipeline.process`, and carries
-out the result: the profile goes to the table, the sends go to the producer. Nothing
+out the result: the profile goes to the table, the sends to the outbox, which hands
+them to the producer a batch per partition (engine/outbox.py). Nothing
 escapes the agent as an exception; an unexpected error dead-letters the record with
 ``internal_error`` so it is never dropped silently.
 """
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -24,17 +24,17 @@ from faust.types import TP
 
 from engine import model_store, observe
 from engine.admin import AdminError
-from engine.contact_policy import REASONS
+from engine.changelog import ChangelogTable
 from engine.control import CatalogueFollower
-from engine.decide import HOLDOUT, DecideConfig
-from engine.journey_runtime import Entered, Exited
+from engine.decide import DecideConfig
 from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
-from engine.orchestrate import DEFERRED, catalogue_version
-from engine.pending import TIMER_SOURCE
+from engine.orchestrate import catalogue_version
+from engine.outbox import Outbox
 from engine.pipeline import Core, Limits, Result, reject
 from engine.profile import Profile
 from engine.records import Record, expected_partition
+from engine.result_metrics import observe_result
 from engine.settings import Settings
 from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
 from engine.transport import App as SegueApp
@@ -57,10 +57,6 @@ IDENTITY_TABLE = "identities"
 TIMER_TABLE = "timers"
 CONTROL_RETRY_SECONDS = 5.0
 """Pause before reading the control topic again when it cannot be read."""
-SUPPRESSION_REASONS = frozenset({*REASONS, HOLDOUT})
-"""Exclusions counted as suppressions: the contact policy's reasons and the holdout."""
-EXIT_OUTPUT_FAILED = 70
-"""Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
 
 def build_app(
@@ -135,7 +131,6 @@ def build_app(
         )
         for name in (PROFILE_TABLE, IDENTITY_TABLE, TIMER_TABLE)
     )
-    outputs: dict[str, faust.TopicT] = {}
     metrics = Metrics()
     policy = model.policy if model is not None else fresh_policy(settings)
     core = build_core(settings, policy)
@@ -159,13 +154,14 @@ def build_app(
             return stored.decode() if stored is not None else None
 
     state = TableState()
+    outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
+    app.before_flush.append(outbox.flush)
+    # Table writes send their changelog records through the outbox (engine/changelog.py).
+    profile_rows, identity_rows, timer_rows = (
+        ChangelogTable(t, outbox) for t in (profiles, identities, timers)
+    )
 
-    def out(topic: str) -> faust.TopicT:
-        if topic not in outputs:
-            outputs[topic] = app.topic(topic, schema=_raw())
-        return outputs[topic]
-
-    async def handle(step: Step, rec: Record) -> None:
+    def handle(step: Step, rec: Record) -> None:
         started = time.perf_counter()
         now_ms = time.time_ns() // 1_000_000
         try:
@@ -176,46 +172,38 @@ def build_app(
             log.exception("internal error on %s/%d@%d", rec.topic, rec.partition, rec.offset)
             why = Rejection("internal_error", f"{type(exc).__name__}: {exc}")
             result = reject(rec, why, names, now_ms=now_ms)
-        # Reassign, never mutate: only a set writes the changelog. All writes happen
-        # before the first await, so no other record of this partition interleaves.
+        # Reassign, never mutate: only a set writes the changelog. Nothing here awaits,
+        # so no other record of this partition interleaves.
+        part = rec.partition  # a table's partition is that of the record being processed
         for key, profile in result.writes.items():
             if profile is None:
-                profiles.pop(key.encode(), None)
+                profile_rows.delete(key.encode(), part, started)
             else:
-                profiles[key.encode()] = profile.encode()
+                profile_rows.set(key.encode(), profile.encode(), part, started)
         for anonymous_id, customer_id in result.links.items():
-            identities[anonymous_id.encode()] = customer_id.encode()
+            identity_rows.set(anonymous_id.encode(), customer_id.encode(), part, started)
         for key, wake in result.timers.items():
             if wake is None:
-                timers.pop(key.encode(), None)
+                timer_rows.delete(key.encode(), part, started)
             else:
-                timers[key.encode()] = encode_wake(wake)
+                timer_rows.set(key.encode(), encode_wake(wake), part, started)
                 index.note(key, wake)
-        try:
-            for s in result.sends:
-                await out(s.topic).send(key=s.key, value=s.value, headers=s.headers)
-        except Exception:
-            # The producer refused the output. This record is not acked yet, so stopping
-            # the process now (before any further commit) means it is read again after the
-            # restart; letting the agent raise would ack it and lose its effects.
-            log.critical(
-                "cannot hand the output of %s/%d@%d to the producer; exiting so it is "
-                "re-read after restart",
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                exc_info=True,
-            )
-            logging.shutdown()
-            os._exit(EXIT_OUTPUT_FAILED)
-        _observe(metrics, names, rec, result, started)
+        # Into the outbox, before this record is acked: flushed into the producer before
+        # any commit (engine/outbox.py says how order and delivery are kept).
+        outbox.add(result.sends, started)
+        observe_result(metrics, names, rec, result, started)
 
     async def run(step: Step, stream: faust.StreamT[bytes]) -> None:
+        queued = cast(Any, stream.channel).queue  # what the consumer has handed this agent
         async for event in stream.events():
             msg = event.message
             headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
             rec = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, [*headers])
-            await handle(step, rec)
+            handle(step, rec)
+            if outbox.full():
+                await outbox.flush()
+            elif queued.empty() or outbox.due(time.perf_counter()):
+                outbox.flush_soon()
 
     @app.agent(inputs, name=INGEST_AGENT, concurrency=1)
     async def ingest(stream: faust.StreamT[bytes]) -> None:
@@ -320,79 +308,6 @@ def _raw() -> faust.Schema[bytes, bytes]:
     return faust.Schema(
         key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw"
     )
-
-
-def _observe(
-    metrics: Metrics, names: TopicNames, rec: Record, result: Result, started: float
-) -> None:
-    metrics.processing.observe(time.perf_counter() - started)
-    if result.event is None:
-        source = names.source_of(rec.topic) or "unknown"
-        metrics.events.labels(source=source, type="invalid").inc()
-    else:
-        metrics.events.labels(source=result.event.source, type=result.event.type).inc()
-    if result.rejection is not None:
-        metrics.dead_letters.labels(reason=result.rejection.error_class).inc()
-    elif result.status == "replayed":
-        metrics.replayed.inc()
-    elif result.status == "duplicate":
-        metrics.duplicates.inc()
-    elif result.status == "forwarded":
-        metrics.forwarded.inc()
-    elif result.decision is not None:
-        d = result.decision
-        metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()
-        metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
-        if d.explored:
-            metrics.explored.inc()
-    metrics.learned(result.lessons, result.revenue, result.late_outcomes)
-    _observe_journeys(metrics, result)
-    _observe_groups(metrics, result)
-
-
-def _observe_groups(metrics: Metrics, result: Result) -> None:
-    """Suppressions, deferrals, and the treated and holdout groups' customers and orders."""
-    for d in (result.decision, *result.journey_decisions):
-        if d is None:
-            continue
-        for c in d.candidates:
-            if c.excluded_by in SUPPRESSION_REASONS:
-                metrics.suppressions.labels(reason=c.excluded_by).inc()
-        if d.journey is not None and not d.acts and d.reasons[-1].startswith(DEFERRED):
-            metrics.deferred.inc()
-    if result.group is None:
-        return
-    if result.new_customer:
-        metrics.group_customers.labels(group=result.group).inc()
-    ev = result.event
-    if ev is not None and ev.source == "purchase" and ev.type == "order_placed":
-        metrics.group_orders.labels(group=result.group).inc()
-        amount = ev.data.get("amount")
-        if isinstance(amount, int | float) and amount > 0:
-            metrics.group_revenue.labels(group=result.group).inc(amount)
-        if result.first_order:
-            metrics.group_converted.labels(group=result.group).inc()
-
-
-def _observe_journeys(metrics: Metrics, result: Result) -> None:
-    for command in result.commands:
-        if isinstance(command, Exited):
-            # The reason's kind only: "exit criteria: <rule>" would make labels unbounded.
-            kind = "exit:" + command.reason.split(":", 1)[0].replace(" ", "_")
-        else:
-            kind = "entered" if isinstance(command, Entered) else "act"
-        metrics.journey_steps.labels(journey=command.journey_id, kind=kind).inc()
-    for d in result.journey_decisions:
-        metrics.decisions.labels(action=d.action, channel=d.channel or "none").inc()
-        delay = max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000)
-        if d.event_source == TIMER_SOURCE:
-            metrics.timer_delay.observe(delay)
-        else:
-            metrics.latency.observe(delay)
-    if result.status == "timer":
-        metrics.timers_fired.labels(result="fired").inc()
-    elif result.status == "stale":
-        metrics.timers_fired.labels(result="stale").inc()
 
 
 def initial_catalogue(settings: Settings) -> Catalogue:

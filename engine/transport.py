@@ -16,6 +16,7 @@ on the consumer a worker builds.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import faust
@@ -38,12 +39,28 @@ class _Transport(faust_aiokafka.Transport):
     Consumer = _Consumer
 
 
+class _Producer(faust_aiokafka.Producer):
+    """Faust's producer, whose flush first runs the app's ``before_flush`` hooks: Faust
+    flushes the producer before it commits offsets, and the agents' outbox
+    (engine/outbox.py) must be in the producer by then."""
+
+    async def flush(self) -> None:
+        for hook in self.app.before_flush:  # type: ignore[attr-defined]
+            await hook()
+        await super().flush()
+
+
 class App(faust.App):
-    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch."""
+    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch,
+    and whose producer runs ``before_flush`` before every flush (so before every commit)."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.before_flush: list[Callable[[], Awaitable[None]]] = []
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:
         return _Transport(self.conf.broker_consumer, self)
+
+    def _new_producer(self) -> Any:
+        return _Producer(self.producer_transport, loop=self.loop, beacon=self.beacon)
