@@ -39,7 +39,9 @@ POSITIVE = frozenset({"clicked", "converted"})
 
 HELD_BACK = "held back:"
 """How a decision's reasons start the line that says the arm it drew was not sent: its
-propensity is that of an arm the record no longer names."""
+propensity is that of an arm the record no longer names. Workers since the contact
+policy no longer hold decisions back (the policy refuses the candidates instead); logs
+they wrote before it still hold such records."""
 
 SEEK_SLACK_MS = 3_600_000
 """How far before ``since`` the read starts by record timestamp: a record's timestamp is

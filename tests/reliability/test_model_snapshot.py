@@ -32,6 +32,8 @@ from tests.harness import Segue, event, free_port, start_segue, wait_ready
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 POLICY = "uplift-heads"
+WINDOW_SECONDS = 1
+"""The attribution window of the workers here: their decisions teach a second after."""
 
 
 def decide_for(
@@ -76,6 +78,11 @@ def teach(segue: Segue, n: int) -> int:
     ]
     before = segue.metric("segue_model_rewards_total")
     segue.produce("outcome", outcomes)
+    # A decision teaches when it leaves the customer's memory (engine/attribution.py):
+    # these workers' window is WINDOW_SECONDS, and a later record of the customer shows
+    # it has passed.
+    time.sleep(WINDOW_SECONDS + 0.5)
+    segue.produce("web", [event("page_view", d["customer_id"]) for d in acting])
     segue.wait_metric("segue_model_rewards_total", before + len(acting))
     return len(acting)
 
@@ -122,7 +129,11 @@ def test_a_restarted_and_a_new_worker_start_from_the_published_model(
     kafka: localkafka.ClusterInfo, tmp_path: Path
 ) -> None:
     segue = start_segue(
-        kafka, tmp_path / "a", session_timeout_seconds=6.0, model_snapshot_seconds=1.0
+        kafka,
+        tmp_path / "a",
+        session_timeout_seconds=6.0,
+        model_snapshot_seconds=1.0,
+        attribution_window_seconds=WINDOW_SECONDS,
     )
     second: Segue | None = None
     try:
@@ -185,7 +196,12 @@ def test_a_clean_shutdown_publishes_what_was_learned_since_the_last_snapshot(
     snapshot, published on the way out, with all it learned, and a worker starting after
     the corrupt record to refuse it and take that snapshot; after a tombstone for the
     key, to start fresh."""
-    segue = start_segue(kafka, tmp_path, model_snapshot_seconds=3600.0)
+    segue = start_segue(
+        kafka,
+        tmp_path,
+        model_snapshot_seconds=3600.0,
+        attribution_window_seconds=WINDOW_SECONDS,
+    )
     try:
         learned = teach(segue, 6)
         assert segue.metric("segue_model_snapshots_published_total") == 0
