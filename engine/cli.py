@@ -157,7 +157,7 @@ def _parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=_worker)
 
     demo = sub.add_parser("demo", help="the whole loop on a local broker with simulated customers")
-    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--customers", type=int, default=10_000)
     demo.add_argument("--duration", type=float, default=90.0, help="seconds of simulated traffic")
     demo.add_argument("--rate", type=float, default=400.0, help="offered events per second")
     demo.add_argument("--seed", type=int, default=7)
