@@ -245,6 +245,8 @@ class Moment:
         self.policy, self.p, self.now_ms = policy, p, now_ms
         self._local: tuple[ZoneInfo, datetime] | None = None
         self._usage: _Usage | None = None
+        self._quiet: bool | None = None
+        self._limits: dict[str, Reason | None] = {}
 
     def check(self, action: str, action_class: ActionClass, channel: str) -> Verdict:
         policy, p, now_ms = self.policy, self.p, self.now_ms
@@ -254,19 +256,32 @@ class Moment:
             return Verdict(action, channel, now_ms)
         if suppressed_until_ms(policy, p, action, now_ms) is not None:
             return Verdict(action, channel, now_ms, "suppressed_outcome")
-        zone, local = self.local()
-        if channel not in policy.quiet_exempt and in_quiet_hours(policy, local.time()):
+        if channel not in policy.quiet_exempt and self.quiet():
             # The fallback takes the contact if the customer may be contacted there now.
             fallback = policy.quiet_fallback.get(channel)
             if (
                 fallback is not None
                 and fallback not in p.opted_out
-                and (self.usage().limit(policy, fallback) is None)
+                and self.limit(fallback) is None
             ):
                 return Verdict(action, fallback, now_ms)
+            zone, local = self.local()
             until = quiet_hours_end_ms(policy, local, zone)
             return Verdict(action, channel, now_ms, "quiet_hours", defer_until_ms=until)
-        return Verdict(action, channel, now_ms, self.usage().limit(policy, channel))
+        return Verdict(action, channel, now_ms, self.limit(channel))
+
+    def quiet(self) -> bool:
+        """Whether the moment is in the customer's quiet hours."""
+        if self._quiet is None:
+            self._quiet = in_quiet_hours(self.policy, self.local()[1].time())
+        return self._quiet
+
+    def limit(self, channel: str) -> Reason | None:
+        """The cap or gap that refuses a contact on ``channel`` (``_Usage.limit``), worked
+        out once per channel: several actions share each channel."""
+        if channel not in self._limits:
+            self._limits[channel] = self.usage().limit(self.policy, channel)
+        return self._limits[channel]
 
     def local(self) -> tuple[ZoneInfo, datetime]:
         if self._local is None:

@@ -298,8 +298,10 @@ class Core:
             max_ids=self.limits.dedup_max_ids,
         )
         result = Result("applied", event=ev)
+        # Asked once: the group, the journeys and next-best-action all need the answer.
+        holdout = not profile.anonymous and in_holdout(profile.customer_id, self.cfg)
         if not profile.anonymous:
-            result.group = "holdout" if in_holdout(key, self.cfg) else "treated"
+            result.group = "holdout" if holdout else "treated"
             result.new_customer = stored is None
             result.first_order = profile.orders > before.orders == 0
         if ev.source == "outcome" and ev.type in SUPPRESSING_OUTCOMES:
@@ -326,12 +328,14 @@ class Core:
                 profile,
                 ev,
                 decided_at_ms=now_ms,
-                holdout=in_holdout(profile.customer_id, self.cfg),
+                holdout=holdout,
             )
             result.commands = done.commands
             profile = self._journey_sends(result, done, ev.event_id)
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
-            decision = decide(profile, ev, self.policy, self.cfg, state.catalogue, now_ms=now_ms)
+            decision = decide(
+                profile, ev, self.policy, self.cfg, state.catalogue, now_ms=now_ms, holdout=holdout
+            )
             encoded = decision.encode()
             if decision.acts:
                 assert decision.channel is not None

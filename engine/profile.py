@@ -27,6 +27,7 @@ What comes from where:
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -134,8 +135,8 @@ def changed(p: Profile, **changes: Any) -> Profile:
     2
     """
     q = _new(Profile)
-    for name in _SLOTS:
-        _set(q, name, getattr(p, name))
+    for name, value in zip(_SLOTS, _values(p), strict=True):
+        _set(q, name, value)
     for name, value in changes.items():
         if name not in _FIELDS:
             raise TypeError(f"Profile has no field {name!r}")
@@ -169,18 +170,25 @@ def _field_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
 
 _DEFAULTS = {cls: _field_defaults(cls) for cls in (Profile, Activity)}
 _SLOTS: tuple[str, ...] = Profile.__slots__
+_values = attrgetter(*_SLOTS)
+"""Every field of a profile, in ``_SLOTS`` order, in one call."""
 _FIELDS = frozenset(_SLOTS)
 
 
 def _upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments from a stored profile, of this form or the first one. A field
-    that is absent (at its default, or added since) takes its default."""
+    that is absent (at its default, or added since) takes its default: only the fields
+    stored need converting."""
     if "categories" in doc:
         _from_first_form(doc)
-    doc["opted_out"] = tuple(doc.get("opted_out", ()))
-    doc["pending"] = tuple(Pending.load(item) for item in doc.get("pending", ()))
-    doc["recent"] = Activity(**doc["recent"]) if "recent" in doc else Activity()
-    doc["journeys"] = memory_from_doc(doc.get("journeys"))
+    if "opted_out" in doc:
+        doc["opted_out"] = tuple(doc["opted_out"])
+    if "pending" in doc:
+        doc["pending"] = tuple(Pending.load(item) for item in doc["pending"])
+    if "recent" in doc:
+        doc["recent"] = Activity(**doc["recent"])
+    if "journeys" in doc:
+        doc["journeys"] = memory_from_doc(doc["journeys"])
     for packed in ("contacts", "dismissals"):
         if packed in doc:
             doc[packed] = {k: tuple(times) for k, times in doc[packed].items()}
