@@ -190,7 +190,6 @@ def _rules(
 
 
 def _contact(moment: contact_policy.Moment, action: Action, channel: str) -> str | None:
-    verdict = moment.check(action.action_id, action.action_class, channel)
-    if verdict.channel != channel:
-        return "quiet_hours"  # the policy would move it; that channel is weighed itself
-    return verdict.reason
+    # In quiet hours the policy may move the contact to another channel: that channel's
+    # own candidates are weighed instead, so this one is refused either way.
+    return moment.refusal(action.action_id, action.action_class, channel)
