@@ -65,6 +65,7 @@ from engine.profile import (
     SUPPRESSING_OUTCOMES,
     Profile,
     apply_event,
+    changed,
     find_pending,
     mark_seen,
     merge,
@@ -248,7 +249,7 @@ class Core:
         result = Result("timer" if done.commands else "stale", commands=done.commands)
         self._learn(result, settled.leaving)
         profile = self._journey_sends(result, done, tick_id)
-        profile = replace(
+        profile = changed(
             profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
         )
         result.writes[key] = profile
