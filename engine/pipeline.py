@@ -67,10 +67,10 @@ from engine.profile import (
     apply_event,
     changed,
     find_pending,
-    mark_seen,
     merge,
     record_contact,
     record_outcome,
+    remembered,
     seen_before,
 )
 from engine.records import (
@@ -288,15 +288,15 @@ class Core:
         if history is not None:
             before = merge(before, history)
 
-        profile = apply_event(
-            before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset
-        )
-        profile = mark_seen(
-            profile,
+        seen = remembered(
+            before,
             ev.dedup_key,
             ev.time_ms,
             window_ms=self.limits.dedup_window_ms,
             max_ids=self.limits.dedup_max_ids,
+        )
+        profile = apply_event(
+            before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset, seen=seen
         )
         result = Result("applied", event=ev)
         # Asked once: the group, the journeys and next-best-action all need the answer.

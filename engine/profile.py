@@ -223,8 +223,18 @@ _WEB_TYPES = (
 _ATTRIBUTES = ("timezone", "country", "tier")
 
 
-def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: int) -> Profile:
-    """The profile after ``ev``; records the source offset so a replay is not re-applied."""
+def apply_event(
+    p: Profile,
+    ev: Event,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    seen: dict[str, int] | None = None,
+) -> Profile:
+    """The profile after ``ev``; records the source offset so a replay is not re-applied,
+    and ``seen``, the dedup memory with the event in it (``remembered``), when given: one
+    copy of the profile instead of two."""
     counts = dict(p.counts)
     counter = f"{ev.source}.{ev.type}"
     counts[counter] = counts.get(counter, 0) + 1
@@ -235,6 +245,8 @@ def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: in
         "last_seen_ms": max(p.last_seen_ms, ev.time_ms),
         "offsets": {**p.offsets, f"{topic}/{partition}": offset},
     }
+    if seen is not None:
+        changes["seen"] = seen
     data = ev.data
     time_s = ev.time_ms // 1000
     if ev.source == "web":
@@ -326,11 +338,13 @@ def seen_before(p: Profile, dedup_key: str) -> bool:
     return short_hash(dedup_key) in p.seen
 
 
-def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int) -> Profile:
-    """Remember ``dedup_key``; forget ids older than the window, and the oldest beyond
-    ``max_ids`` (a duplicate arriving after that is applied again: the price of bounded
-    state per customer)."""
-    seen = dedup.remember(
+def remembered(
+    p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int
+) -> dict[str, int]:
+    """The dedup memory with ``dedup_key`` remembered, less the ids older than the window
+    and the oldest beyond ``max_ids`` (a duplicate arriving after that is applied again:
+    the price of bounded state per customer). ``apply_event`` stores it."""
+    return dedup.remember(
         p.seen,
         dedup_key,
         time_ms // 1000,
@@ -338,7 +352,6 @@ def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_i
         window_s=window_ms // 1000,
         max_ids=max_ids,
     )
-    return changed(p, seen=seen)
 
 
 def merge(into: Profile, anon: Profile) -> Profile:
