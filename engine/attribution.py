@@ -56,7 +56,7 @@ from engine.actions import Action
 from engine.dedup import short_hash
 from engine.journeys import Catalogue
 from engine.pending import Pending, lesson
-from engine.profile import Profile, remember
+from engine.profile import Profile, changed, remember
 from models.policy import Policy
 from topics.events import Event
 
@@ -163,7 +163,7 @@ def _closing(
     gone = {id(x) for x, _ in leaving}
     was = next((x for x in p.pending if x.key == answered.key), None) if answered else None
     converted = answered is not None and _won(answered) and not (was and _won(was))
-    profile = replace(
+    profile = changed(
         p,
         pending=tuple(x for x in held if id(x) not in gone),
         conversions=p.conversions + converted,

@@ -245,28 +245,49 @@ class Moment:
         self.policy, self.p, self.now_ms = policy, p, now_ms
         self._local: tuple[ZoneInfo, datetime] | None = None
         self._usage: _Usage | None = None
+        self._quiet: bool | None = None
+        self._limits: dict[str, Reason | None] = {}
 
     def check(self, action: str, action_class: ActionClass, channel: str) -> Verdict:
         policy, p, now_ms = self.policy, self.p, self.now_ms
-        if channel in p.opted_out:
-            return Verdict(action, channel, now_ms, "no_consent")
-        if action_class == "transactional":
-            return Verdict(action, channel, now_ms)
-        if suppressed_until_ms(policy, p, action, now_ms) is not None:
-            return Verdict(action, channel, now_ms, "suppressed_outcome")
+        reason = self.refusal(action, action_class, channel)
+        if reason != "quiet_hours":
+            return Verdict(action, channel, now_ms, reason)
+        # The fallback takes the contact if the customer may be contacted there now.
+        fallback = policy.quiet_fallback.get(channel)
+        if fallback is not None and fallback not in p.opted_out and self.limit(fallback) is None:
+            return Verdict(action, fallback, now_ms)
         zone, local = self.local()
-        if channel not in policy.quiet_exempt and in_quiet_hours(policy, local.time()):
-            # The fallback takes the contact if the customer may be contacted there now.
-            fallback = policy.quiet_fallback.get(channel)
-            if (
-                fallback is not None
-                and fallback not in p.opted_out
-                and (self.usage().limit(policy, fallback) is None)
-            ):
-                return Verdict(action, fallback, now_ms)
-            until = quiet_hours_end_ms(policy, local, zone)
-            return Verdict(action, channel, now_ms, "quiet_hours", defer_until_ms=until)
-        return Verdict(action, channel, now_ms, self.usage().limit(policy, channel))
+        until = quiet_hours_end_ms(policy, local, zone)
+        return Verdict(action, channel, now_ms, "quiet_hours", defer_until_ms=until)
+
+    def refusal(self, action: str, action_class: ActionClass, channel: str) -> Reason | None:
+        """The first rule that refuses the contact on ``channel`` itself, or None: what
+        ``check`` says before it looks for a quiet-hours fallback, without building a
+        verdict (next-best-action weighs each channel's candidates on their own)."""
+        policy, p = self.policy, self.p
+        if channel in p.opted_out:
+            return "no_consent"
+        if action_class == "transactional":
+            return None
+        if suppressed_until_ms(policy, p, action, self.now_ms) is not None:
+            return "suppressed_outcome"
+        if channel not in policy.quiet_exempt and self.quiet():
+            return "quiet_hours"
+        return self.limit(channel)
+
+    def quiet(self) -> bool:
+        """Whether the moment is in the customer's quiet hours."""
+        if self._quiet is None:
+            self._quiet = in_quiet_hours(self.policy, self.local()[1].time())
+        return self._quiet
+
+    def limit(self, channel: str) -> Reason | None:
+        """The cap or gap that refuses a contact on ``channel`` (``_Usage.limit``), worked
+        out once per channel: several actions share each channel."""
+        if channel not in self._limits:
+            self._limits[channel] = self.usage().limit(self.policy, channel)
+        return self._limits[channel]
 
     def local(self) -> tuple[ZoneInfo, datetime]:
         if self._local is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from engine import contact_policy
@@ -72,12 +73,16 @@ def decide(
     cat: Catalogue,
     *,
     now_ms: int,
+    holdout: bool | None = None,
 ) -> Decision:
     """The decision for ``ev`` under catalogue ``cat``, with the feature snapshot it was
-    scored on and the customer's lifecycle stage, which it records and checks."""
+    scored on and the customer's lifecycle stage, which it records and checks.
+    ``holdout`` is ``in_holdout`` of the customer when the caller has already asked it
+    (the pipeline asks once per event)."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
-    holdout = in_holdout(p.customer_id, cfg)
+    if holdout is None:
+        holdout = in_holdout(p.customer_id, cfg)
     profile = view(p, ev.time_ms)
     stage = stage_of(cat, profile, ev.time_ms) if cat.lifecycle else None
     ctx = {"profile": profile, "event": event_doc(ev), "now": ev.time_ms}
@@ -124,13 +129,14 @@ def decide(
             reasons.append("service action first" if service else "highest priority")
 
     candidates = tuple(
-        Candidate(
+        _excluded(by_arm[arm].action_id, arm.split(":", 1)[1], why)
+        if why is not None
+        else Candidate(
             action=by_arm[arm].action_id,
             channel=arm.split(":", 1)[1],
-            eligible=why is None,
-            excluded_by=why,
-            score=None if why is not None else round(scores[arm], 6),
-            priority=None if why is not None else round(priority[arm], 6),
+            eligible=True,
+            score=round(scores[arm], 6),
+            priority=round(priority[arm], 6),
         )
         for arm, why in exclusions.items()
     )
@@ -161,6 +167,14 @@ def decide(
     )
 
 
+@lru_cache(maxsize=4096)
+def _excluded(action: str, channel: str, why: str) -> Candidate:
+    """An excluded candidate. Most candidates of most decisions are excluded, and for the
+    same few reasons: being immutable, one object per (action, channel, reason) serves
+    them all, at the cost of a cache lookup instead of building one each time."""
+    return Candidate(action=action, channel=channel, eligible=False, excluded_by=why)
+
+
 def _rules(
     p: Profile, action: Action, ctx: dict[str, Any], *, stage: str | None, holdout: bool
 ) -> str | None:
@@ -176,7 +190,6 @@ def _rules(
 
 
 def _contact(moment: contact_policy.Moment, action: Action, channel: str) -> str | None:
-    verdict = moment.check(action.action_id, action.action_class, channel)
-    if verdict.channel != channel:
-        return "quiet_hours"  # the policy would move it; that channel is weighed itself
-    return verdict.reason
+    # In quiet hours the policy may move the contact to another channel: that channel's
+    # own candidates are weighed instead, so this one is refused either way.
+    return moment.refusal(action.action_id, action.action_class, channel)

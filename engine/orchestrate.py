@@ -25,7 +25,7 @@ services can drop the duplicate.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,7 +34,7 @@ from engine import journey_runtime as runtime
 from engine.journeys import Act as ActStep
 from engine.journeys import Catalogue, Journey, stage_of
 from engine.pending import TIMER_SOURCE, TIMER_TYPE
-from engine.profile import Profile, view
+from engine.profile import Profile, changed, view
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
 
@@ -117,7 +117,7 @@ def _outcome(
     acts = [c for c in commands if isinstance(c, runtime.Act)]
     now_ms = acts[0].at_ms if acts else 0
     where = stage(cat, p, now_ms) if acts else None
-    after = p if mem is p.journeys or mem == p.journeys else replace(p, journeys=mem)
+    after = p if mem is p.journeys or mem == p.journeys else changed(p, journeys=mem)
     decisions = []
     for act in acts:
         journey = cat.journey(act.journey_id)
@@ -136,7 +136,7 @@ def _deferred(
     due = sorted((t, act_id) for act_id, t in p.deferred.items() if t <= now_ms)
     if not due:
         return done
-    p = replace(p, deferred={k: t for k, t in p.deferred.items() if t > now_ms})
+    p = changed(p, deferred={k: t for k, t in p.deferred.items() if t > now_ms})
     decisions, commands = list(done.decisions), list(done.commands)
     for at_ms, act_id in due:
         act = _resumed(cat, p, act_id, at_ms)
@@ -207,7 +207,7 @@ def act_decision(
         defer = [v.defer_until_ms for v in verdicts if v.defer_until_ms is not None]
         if defer:
             until = min(defer)
-            p = replace(p, deferred={**p.deferred, act.act_id: until})
+            p = changed(p, deferred={**p.deferred, act.act_id: until})
             reasons.append(f"{DEFERRED} {_iso(until)}")
         elif verdicts:
             why = ", ".join(f"{v.channel}: {v.reason}" for v in verdicts)

@@ -65,11 +65,12 @@ from engine.profile import (
     SUPPRESSING_OUTCOMES,
     Profile,
     apply_event,
+    changed,
     find_pending,
-    mark_seen,
     merge,
     record_contact,
     record_outcome,
+    remembered,
     seen_before,
 )
 from engine.records import (
@@ -248,7 +249,7 @@ class Core:
         result = Result("timer" if done.commands else "stale", commands=done.commands)
         self._learn(result, settled.leaving)
         profile = self._journey_sends(result, done, tick_id)
-        profile = replace(
+        profile = changed(
             profile, offsets={**before.offsets, f"{rec.topic}/{rec.partition}": rec.offset}
         )
         result.writes[key] = profile
@@ -287,19 +288,21 @@ class Core:
         if history is not None:
             before = merge(before, history)
 
-        profile = apply_event(
-            before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset
-        )
-        profile = mark_seen(
-            profile,
+        seen = remembered(
+            before,
             ev.dedup_key,
             ev.time_ms,
             window_ms=self.limits.dedup_window_ms,
             max_ids=self.limits.dedup_max_ids,
         )
+        profile = apply_event(
+            before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset, seen=seen
+        )
         result = Result("applied", event=ev)
+        # Asked once: the group, the journeys and next-best-action all need the answer.
+        holdout = not profile.anonymous and in_holdout(profile.customer_id, self.cfg)
         if not profile.anonymous:
-            result.group = "holdout" if in_holdout(key, self.cfg) else "treated"
+            result.group = "holdout" if holdout else "treated"
             result.new_customer = stored is None
             result.first_order = profile.orders > before.orders == 0
         if ev.source == "outcome" and ev.type in SUPPRESSING_OUTCOMES:
@@ -326,12 +329,14 @@ class Core:
                 profile,
                 ev,
                 decided_at_ms=now_ms,
-                holdout=in_holdout(profile.customer_id, self.cfg),
+                holdout=holdout,
             )
             result.commands = done.commands
             profile = self._journey_sends(result, done, ev.event_id)
         if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
-            decision = decide(profile, ev, self.policy, self.cfg, state.catalogue, now_ms=now_ms)
+            decision = decide(
+                profile, ev, self.policy, self.cfg, state.catalogue, now_ms=now_ms, holdout=holdout
+            )
             encoded = decision.encode()
             if decision.acts:
                 assert decision.channel is not None

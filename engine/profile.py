@@ -27,6 +27,7 @@ What comes from where:
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
+from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -134,8 +135,8 @@ def changed(p: Profile, **changes: Any) -> Profile:
     2
     """
     q = _new(Profile)
-    for name in _SLOTS:
-        _set(q, name, getattr(p, name))
+    for name, value in zip(_SLOTS, _values(p), strict=True):
+        _set(q, name, value)
     for name, value in changes.items():
         if name not in _FIELDS:
             raise TypeError(f"Profile has no field {name!r}")
@@ -169,18 +170,25 @@ def _field_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
 
 _DEFAULTS = {cls: _field_defaults(cls) for cls in (Profile, Activity)}
 _SLOTS: tuple[str, ...] = Profile.__slots__
+_values = attrgetter(*_SLOTS)
+"""Every field of a profile, in ``_SLOTS`` order, in one call."""
 _FIELDS = frozenset(_SLOTS)
 
 
 def _upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     """Constructor arguments from a stored profile, of this form or the first one. A field
-    that is absent (at its default, or added since) takes its default."""
+    that is absent (at its default, or added since) takes its default: only the fields
+    stored need converting."""
     if "categories" in doc:
         _from_first_form(doc)
-    doc["opted_out"] = tuple(doc.get("opted_out", ()))
-    doc["pending"] = tuple(Pending.load(item) for item in doc.get("pending", ()))
-    doc["recent"] = Activity(**doc["recent"]) if "recent" in doc else Activity()
-    doc["journeys"] = memory_from_doc(doc.get("journeys"))
+    if "opted_out" in doc:
+        doc["opted_out"] = tuple(doc["opted_out"])
+    if "pending" in doc:
+        doc["pending"] = tuple(Pending.load(item) for item in doc["pending"])
+    if "recent" in doc:
+        doc["recent"] = Activity(**doc["recent"])
+    if "journeys" in doc:
+        doc["journeys"] = memory_from_doc(doc["journeys"])
     for packed in ("contacts", "dismissals"):
         if packed in doc:
             doc[packed] = {k: tuple(times) for k, times in doc[packed].items()}
@@ -215,8 +223,18 @@ _WEB_TYPES = (
 _ATTRIBUTES = ("timezone", "country", "tier")
 
 
-def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: int) -> Profile:
-    """The profile after ``ev``; records the source offset so a replay is not re-applied."""
+def apply_event(
+    p: Profile,
+    ev: Event,
+    *,
+    topic: str,
+    partition: int,
+    offset: int,
+    seen: dict[str, int] | None = None,
+) -> Profile:
+    """The profile after ``ev``; records the source offset so a replay is not re-applied,
+    and ``seen``, the dedup memory with the event in it (``remembered``), when given: one
+    copy of the profile instead of two."""
     counts = dict(p.counts)
     counter = f"{ev.source}.{ev.type}"
     counts[counter] = counts.get(counter, 0) + 1
@@ -227,6 +245,8 @@ def apply_event(p: Profile, ev: Event, *, topic: str, partition: int, offset: in
         "last_seen_ms": max(p.last_seen_ms, ev.time_ms),
         "offsets": {**p.offsets, f"{topic}/{partition}": offset},
     }
+    if seen is not None:
+        changes["seen"] = seen
     data = ev.data
     time_s = ev.time_ms // 1000
     if ev.source == "web":
@@ -318,11 +338,13 @@ def seen_before(p: Profile, dedup_key: str) -> bool:
     return short_hash(dedup_key) in p.seen
 
 
-def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int) -> Profile:
-    """Remember ``dedup_key``; forget ids older than the window, and the oldest beyond
-    ``max_ids`` (a duplicate arriving after that is applied again: the price of bounded
-    state per customer)."""
-    seen = dedup.remember(
+def remembered(
+    p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int
+) -> dict[str, int]:
+    """The dedup memory with ``dedup_key`` remembered, less the ids older than the window
+    and the oldest beyond ``max_ids`` (a duplicate arriving after that is applied again:
+    the price of bounded state per customer). ``apply_event`` stores it."""
+    return dedup.remember(
         p.seen,
         dedup_key,
         time_ms // 1000,
@@ -330,7 +352,6 @@ def mark_seen(p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_i
         window_s=window_ms // 1000,
         max_ids=max_ids,
     )
-    return changed(p, seen=seen)
 
 
 def merge(into: Profile, anon: Profile) -> Profile:

@@ -23,6 +23,7 @@ from engine.contact_policy import (
     WEEK_S,
     Cap,
     ContactPolicy,
+    Moment,
     Verdict,
     accept,
     check,
@@ -465,3 +466,35 @@ def test_an_accepted_sequence_never_breaks_a_cap_the_gap_or_quiet_hours(
         assert week.count(channel) <= policy.cap(channel).week
         assert len(same_day) <= policy.total_cap.day
         assert len(week) <= policy.total_cap.week
+
+
+@settings(max_examples=200)
+@given(
+    zone=st.sampled_from(ZONES),
+    hour=st.integers(min_value=0, max_value=23),
+    history=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=8 * 24), st.sampled_from(CHANNELS)),
+        max_size=12,
+    ),
+    opted_out=st.lists(st.sampled_from(CHANNELS), max_size=2, unique=True),
+)
+def test_one_moment_answers_every_candidate_as_separate_checks_would(
+    zone: str, hour: int, history: list[tuple[int, str]], opted_out: list[str]
+) -> None:
+    """Next-best-action asks one ``Moment`` about every candidate, and it works out quiet
+    hours and each channel's caps once. Each verdict must equal a fresh ``check``, and
+    ``refusal`` must be the verdict's reason, ``quiet_hours`` also where the verdict moved
+    the contact to the quiet-hours fallback channel."""
+    now = START + hour * HOUR_MS
+    p = Profile("c1", timezone=zone, opted_out=tuple(opted_out))
+    for hours_back, channel in history:
+        p = record_contact(p, channel, now - hours_back * HOUR_MS)
+    moment = Moment(DEFAULT_POLICY, p, now)
+    for channel in CHANNELS * 2:  # asked twice: the second answers come from the caches
+        for action_class in ("marketing", "service", "transactional"):
+            v = moment.check("discount_offer", action_class, channel)
+            assert v == check(
+                DEFAULT_POLICY, p, "discount_offer", action_class, channel, now_ms=now
+            )
+            refused = moment.refusal("discount_offer", action_class, channel)
+            assert refused == ("quiet_hours" if v.channel != channel else v.reason)
