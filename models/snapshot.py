@@ -145,8 +145,9 @@ def decode(data: bytes) -> Snapshot:
         raise SnapshotError(
             f"holds a {_qualified(type(policy))}, its header says {header.policy_class}"
         )
-    if getattr(policy, "updates", None) != header.updates:
-        raise SnapshotError(f"holds {policy.updates} updates, its header says {header.updates}")
+    updates = getattr(policy, "updates", None)  # a corrupt pickle may leave it out
+    if updates != header.updates:
+        raise SnapshotError(f"holds {updates} updates, its header says {header.updates}")
     return Snapshot(header, policy)
 
 
