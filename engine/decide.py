@@ -65,6 +65,12 @@ def in_holdout(customer_id: str, cfg: DecideConfig) -> bool:
     return int.from_bytes(digest.digest(), "big") / 2**64 < cfg.holdout_share
 
 
+def group_of(customer_id: str, cfg: DecideConfig) -> str:
+    """The customer's experiment group, ``holdout`` or ``treated``, as metrics and the
+    demo's report name it."""
+    return HOLDOUT if in_holdout(customer_id, cfg) else "treated"
+
+
 def decide(
     p: Profile,
     ev: Event,

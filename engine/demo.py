@@ -31,7 +31,7 @@ import engine.localkafka as localkafka
 from engine.actions import TRIGGERS
 from engine.admin import create_topics
 from engine.control import publish
-from engine.decide import DecideConfig, in_holdout
+from engine.decide import DecideConfig, group_of
 from engine.journey_checks import DURATION_UNITS_MS
 from engine.journeys import default_catalogue_text
 from engine.pending import TIMER_SOURCE
@@ -298,7 +298,7 @@ def count_group(tally: Tally, cfg: DecideConfig, source: str, ev: dict[str, Any]
     customer = ev.get("customer_id")
     if not isinstance(customer, str):
         return
-    group = "holdout" if in_holdout(customer, cfg) else "treated"
+    group = group_of(customer, cfg)
     g = tally.groups.setdefault(group, GroupTally())
     g.customers.add(customer)
     if source == "purchase" and ev.get("type") == "order_placed":

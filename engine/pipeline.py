@@ -55,7 +55,7 @@ import orjson
 from engine import attribution, orchestrate
 from engine.actions import TRIGGERS
 from engine.attribution import Lesson, log_loss
-from engine.decide import STEP, DecideConfig, decide, in_holdout
+from engine.decide import HOLDOUT, STEP, DecideConfig, decide, in_holdout
 from engine.dedup import short_hash
 from engine.journey_runtime import Command
 from engine.journeys import Catalogue
@@ -302,7 +302,7 @@ class Core:
         # Asked once: the group, the journeys and next-best-action all need the answer.
         holdout = not profile.anonymous and in_holdout(profile.customer_id, self.cfg)
         if not profile.anonymous:
-            result.group = "holdout" if holdout else "treated"
+            result.group = HOLDOUT if holdout else "treated"
             result.new_customer = stored is None
             result.first_order = profile.orders > before.orders == 0
         if ev.source == "outcome" and ev.type in SUPPRESSING_OUTCOMES:

@@ -20,6 +20,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
+from engine.attribution import REWARDS
 from engine.journeys import default_actions
 from engine.logread import (
     bounds,
@@ -34,8 +35,8 @@ from topics.catalogue import TopicNames
 from topics.decisions import Decision
 from topics.events import Event, Rejection, parse_event
 
-POSITIVE = frozenset({"clicked", "converted"})
-"""Outcome types that earn a reward of 1."""
+POSITIVE = frozenset(outcome for outcome, reward in REWARDS.items() if reward)
+"""Outcome types that earn a reward of 1: the worker's own (engine/attribution.py)."""
 
 HELD_BACK = "held back:"
 """How a decision's reasons start the line that says the arm it drew was not sent: its
