@@ -1,5 +1,5 @@
 """What one record did, counted: the service-level metrics of ``engine.metrics`` fed from
-the core's :class:`engine.pipeline.Result`, after the agent carried it out.
+the core's :class:`engine.pipeline.Result`, after the worker carried it out.
 
 Labels are bounded (sources, event types, actions, channels, reasons, journeys, groups),
 never customer ids.
