@@ -1,19 +1,17 @@
 """The Faust shell around the functional core: topics and tables in, sends out.
 
-The agent reads raw bytes (Faust acks records it cannot decode, and acks a record
-whose agent raised), hands each record to :func:`engine.pipeline.process`, and carries
-out the result: the profile goes to the table, the sends to the outbox, which hands
-them to the producer a batch per partition (engine/outbox.py). Nothing
-escapes the agent as an exception; an unexpected error dead-letters the record with
-``internal_error`` so it is never dropped silently.
+Faust runs the worker: group membership and assignment, the changelog-backed tables and
+their recovery, commits, timers, the web server. The records of the worker's topics do
+not go through Faust agents: the consumer hands them, as raw bytes, straight to the
+handler (engine/delivery.py, engine/handler.py), which runs the core's step for each and
+carries out the result: table writes, and sends into the outbox, which hands them to the
+producer a batch per partition (engine/outbox.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,34 +25,31 @@ from engine.admin import AdminError
 from engine.changelog import ChangelogTable
 from engine.control import CatalogueFollower
 from engine.decide import DecideConfig
+from engine.handler import Handler, Step, Tables
 from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
 from engine.orchestrate import catalogue_version
 from engine.outbox import Outbox
-from engine.pipeline import Core, Limits, Result, reject
-from engine.profile import Profile
-from engine.records import Record, expected_partition
-from engine.result_metrics import observe_result
+from engine.pipeline import Core, Limits
+from engine.records import expected_partition
 from engine.settings import Settings
-from engine.timers import SystemClock, TimerIndex, decode_wake, encode_wake
+from engine.timers import SystemClock, TimerIndex, decode_wake
 from engine.transport import App as SegueApp
 from models.policy import Policy
 from models.uplift import UpliftHeads
 from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
-from topics.events import Rejection
-
-Step = Callable[..., Result]
-"""One of Core.ingest, Core.link, Core.stitched: (record, state, now_ms=...) -> Result."""
 
 log = logging.getLogger("segue.worker")
 
-INGEST_AGENT = "segue.ingest"
-LINK_AGENT = "segue.identity"
-STITCHED_AGENT = "segue.stitched"
-TIMER_AGENT = "segue.timers"
 PROFILE_TABLE = "profiles"
 IDENTITY_TABLE = "identities"
 TIMER_TABLE = "timers"
+OUTPUT_BATCH_BYTES = 512 * 1024
+"""Largest batch the outbox hands the producer per topic-partition. aiokafka sends one
+request at a time per broker and a partition's next batch only with the next request:
+with its 16 KiB default, a flush of a few thousand records (a backlog) made some 15
+batches per partition, and the last left 15 round trips (0.4-1.5 s) later. Within the
+broker's default 1 MiB limit."""
 CONTROL_RETRY_SECONDS = 5.0
 """Pause before reading the control topic again when it cannot be read."""
 
@@ -64,8 +59,9 @@ def build_app(
     catalogue: Catalogue | None = None,
     model: model_store.Restored | None = None,
 ) -> faust.App:
-    """The worker app: the ingest agent over every input topic, the identity and stitched
-    agents over their internal topics, the profile and identity tables, and the web views.
+    """The worker app: the input topics, the internal topics of identity stitching and
+    timers, each handed to its step of the core (engine/handler.py), the profile, identity
+    and timer tables, and the web views.
 
     ``catalogue`` is the journey catalogue in force when the worker starts (the CLI reads
     it from the control topic first); by default the configured or built-in one.
@@ -93,6 +89,7 @@ def build_app(
         consumer_auto_offset_reset="earliest",
         # A dead letter carries the whole original record: allow the largest one.
         producer_max_request_size=DLQ_MAX_MESSAGE_BYTES,
+        producer_max_batch_size=OUTPUT_BATCH_BYTES,
         broker_session_timeout=settings.session_timeout_seconds,
         broker_heartbeat_interval=settings.session_timeout_seconds / 4,
         web_host=settings.web_host,
@@ -140,86 +137,20 @@ def build_app(
     index = TimerIndex()
     clock = SystemClock()
 
-    class TableState:
-        @property
-        def catalogue(self) -> Catalogue:
-            return journeys.current
-
-        def profile(self, key: str) -> Profile | None:
-            stored = profiles.get(key.encode())
-            return Profile.decode(stored) if stored is not None else None
-
-        def linked(self, anonymous_id: str) -> str | None:
-            stored = identities.get(anonymous_id.encode())
-            return stored.decode() if stored is not None else None
-
-    state = TableState()
     outbox = Outbox(lambda: cast(Any, app.producer)._ensure_producer())
     app.before_flush.append(outbox.flush)
     # Table writes send their changelog records through the outbox (engine/changelog.py).
-    profile_rows, identity_rows, timer_rows = (
-        ChangelogTable(t, outbox) for t in (profiles, identities, timers)
+    tables = Tables(*(ChangelogTable(t, outbox) for t in (profiles, identities, timers)))
+    steps: dict[str, Step] = {topic: core.ingest for topic in names.inputs}
+    steps |= {identity.get_topic_name(): core.link, stitched.get_topic_name(): core.stitched}
+    steps[nudges.get_topic_name()] = core.tick
+    # The consumer hands these topics' records to the handler itself (engine/delivery.py);
+    # listed with Faust's conductor, they are subscribed and assigned like an agent's.
+    for topic in (inputs, identity, stitched, nudges):
+        app.topics.add(topic)
+    app.receiver = Handler(
+        steps, tables, outbox, metrics, names, index, catalogue=lambda: journeys.current
     )
-
-    def handle(step: Step, rec: Record) -> None:
-        started = time.perf_counter()
-        now_ms = time.time_ns() // 1_000_000
-        try:
-            result = step(rec, state, now_ms=now_ms)
-        # Any error in the core is a bug or a bad record we did not foresee: dead-letter
-        # the record and go on, because an error escaping the agent would be acked.
-        except Exception as exc:
-            log.exception("internal error on %s/%d@%d", rec.topic, rec.partition, rec.offset)
-            why = Rejection("internal_error", f"{type(exc).__name__}: {exc}")
-            result = reject(rec, why, names, now_ms=now_ms)
-        # Reassign, never mutate: only a set writes the changelog. Nothing here awaits,
-        # so no other record of this partition interleaves.
-        part = rec.partition  # a table's partition is that of the record being processed
-        for key, profile in result.writes.items():
-            if profile is None:
-                profile_rows.delete(key.encode(), part, started)
-            else:
-                profile_rows.set(key.encode(), profile.encode(), part, started)
-        for anonymous_id, customer_id in result.links.items():
-            identity_rows.set(anonymous_id.encode(), customer_id.encode(), part, started)
-        for key, wake in result.timers.items():
-            if wake is None:
-                timer_rows.delete(key.encode(), part, started)
-            else:
-                timer_rows.set(key.encode(), encode_wake(wake), part, started)
-                index.note(key, wake)
-        # Into the outbox, before this record is acked: flushed into the producer before
-        # any commit (engine/outbox.py says how order and delivery are kept).
-        outbox.add(result.sends, started)
-        observe_result(metrics, names, rec, result, started)
-
-    async def run(step: Step, stream: faust.StreamT[bytes]) -> None:
-        queued = cast(Any, stream.channel).queue  # what the consumer has handed this agent
-        async for event in stream.events():
-            msg = event.message
-            headers = msg.headers.items() if isinstance(msg.headers, dict) else msg.headers
-            rec = Record(msg.topic, msg.partition, msg.offset, msg.key, msg.value, [*headers])
-            handle(step, rec)
-            if outbox.full():
-                await outbox.flush()
-            elif queued.empty() or outbox.due(time.perf_counter()):
-                outbox.flush_soon()
-
-    @app.agent(inputs, name=INGEST_AGENT, concurrency=1)
-    async def ingest(stream: faust.StreamT[bytes]) -> None:
-        await run(core.ingest, stream)
-
-    @app.agent(identity, name=LINK_AGENT, concurrency=1)
-    async def link(stream: faust.StreamT[bytes]) -> None:
-        await run(core.link, stream)
-
-    @app.agent(stitched, name=STITCHED_AGENT, concurrency=1)
-    async def stitch(stream: faust.StreamT[bytes]) -> None:
-        await run(core.stitched, stream)
-
-    @app.agent(nudges, name=TIMER_AGENT, concurrency=1)
-    async def fire(stream: faust.StreamT[bytes]) -> None:
-        await run(core.tick, stream)
 
     def owned(key: str) -> bool:
         tp = TP(nudges.get_topic_name(), expected_partition(key.encode(), settings.partitions))
@@ -300,7 +231,7 @@ def timer_topic(settings: Settings) -> str:
 
 
 def _raw() -> faust.Schema[bytes, bytes]:
-    """Raw bytes in and out: the agent validates, so Faust decodes (and drops) nothing.
+    """Raw bytes in and out: the core validates, so Faust decodes (and drops) nothing.
 
     A fresh schema per topic: Faust mutates the schema it is given, so one shared
     instance can turn a topic back to JSON.
@@ -335,8 +266,8 @@ class Journeys:
 
     async def follow(self, settings: Settings) -> None:
         """Follow the control topic for the life of the worker; if it cannot be read,
-        go on with the catalogue at hand and try again. (The agents never wait for this:
-        a Faust agent that does not drain its stream at start can stall for good.)"""
+        go on with the catalogue at hand and try again. (Delivery never waits for this: a
+        worker that does not consume at start can stall its group's rebalance.)"""
         while True:
             follower = CatalogueFollower(
                 settings, self.switch, rejected=lambda _: self.metrics.catalogue_rejected.inc()

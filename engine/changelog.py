@@ -1,5 +1,5 @@
-"""Writes to the worker's changelog-backed tables, their changelog records sent through
-the outbox (engine/outbox.py) with the agents' output.
+"""The worker's changelog-backed tables, read and written by partition, their changelog
+records sent through the outbox (engine/outbox.py) with the worker's output.
 
 A Faust ``table[key] = value`` writes the local store and queues a changelog record in
 Faust's producer buffer, which sends it as its own ``FutureMessage`` with a callback per
@@ -17,11 +17,16 @@ resumes reading the changelog). Per event that was ~8% of a deciding worker's ti
 
 The records are Faust's own changelog format, so recovery, standbys and a plain Faust
 table reading the changelog see nothing different.
+
+Reads and writes name the partition: the one of the record being processed, which every
+table shares with the topics (co-partitioned). Faust's store methods take it from the
+stream event in progress, and there is none here: the consumer hands records to the
+worker directly (engine/delivery.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from faust.types import TP
 
@@ -30,23 +35,44 @@ from engine.records import Send
 
 
 class ChangelogTable:
-    """Write access to one Faust ``Table`` of bytes keys and values (raw codecs)."""
+    """Access to one Faust ``Table`` of bytes keys and values (raw codecs), by partition."""
 
     def __init__(self, table: Any, outbox: Outbox) -> None:
         self.table = table
         self.outbox = outbox
         self.topic: str = table.changelog_topic.get_topic_name()
+        self._rocksdb = hasattr(table.data, "_db_for_partition")
         outbox.on_delivered(self.topic, self._persisted)
 
-    def set(self, key: bytes, value: bytes, partition: int, now: float) -> None:
-        self.table.data[key] = value
-        self.outbox.add([Send(self.topic, key, value, [], partition)], now)
+    def get(self, key: bytes, partition: int) -> bytes | None:
+        """The value of ``key`` in ``partition`` of the table."""
+        db = self._db(partition)
+        return cast("bytes | None", (db if db is not None else self.table.data.data).get(key))
 
-    def delete(self, key: bytes, partition: int, now: float) -> None:
+    def set(self, key: bytes, value: bytes, partition: int) -> None:
+        db = self._db(partition)
+        if db is None:
+            self.table.data.data[key] = value
+        else:
+            db.put(key, value)
+        self.outbox.add([Send(self.topic, key, value, [], partition)])
+
+    def delete(self, key: bytes, partition: int) -> None:
         """Delete ``key`` (a tombstone on the changelog); nothing if it is absent."""
-        if key in self.table.data:
-            del self.table.data[key]
-            self.outbox.add([Send(self.topic, key, None, [], partition)], now)
+        if self.get(key, partition) is None:
+            return
+        db = self._db(partition)
+        if db is None:
+            del self.table.data.data[key]
+        else:
+            db.delete(key)
+        self.outbox.add([Send(self.topic, key, None, [], partition)])
+
+    def _db(self, partition: int) -> Any:
+        """The RocksDB of ``partition`` (Faust opens it on first use), or None for the
+        memory store, one dict for all partitions."""
+        store = self.table.data
+        return store._db_for_partition(partition) if self._rocksdb else None
 
     def _persisted(self, partition: int, offset: int) -> None:
         self.table.data.set_persisted_offset(TP(self.topic, partition), offset)

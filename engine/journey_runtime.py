@@ -1,6 +1,6 @@
 """The journey engine: pure functions that move one customer through the catalogue.
 
-The shell (an agent) keeps a ``JourneyMemory`` in the customer's state, passes it in with
+The shell (engine/handler.py) keeps a ``JourneyMemory`` in the customer's state, passes it in with
 each event or timer tick, stores the memory that comes back and carries out the
 commands. Nothing here reads a clock, a topic or a table: time is ``now_ms``, and the
 same inputs always give the same outputs.

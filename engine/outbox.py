@@ -1,4 +1,4 @@
-"""The agents' output records, handed to Kafka one batch per topic-partition.
+"""The worker's output records, handed to Kafka one batch per topic-partition.
 
 Why not ``topic.send`` per record: Faust wraps each send in a ``FutureMessage``, calls
 its sensors, awaits aiokafka's ``send`` and adds a done-callback that runs on the event
@@ -12,24 +12,25 @@ The guarantees, in the order they are kept:
 1. **Order.** Records are appended in processing order. A flush takes everything
    appended so far, under a lock, and hands each topic-partition's records over in that
    order; aiokafka keeps one batch per partition in flight, so a partition's records reach
-   the broker in the order the agents produced them, across agents too.
-2. **Flush before commit.** An agent appends an event's records before the event is
-   acked. Faust's commit awaits ``producer.flush()`` before it commits offsets; the
-   worker's producer (engine/transport.py) first flushes the outbox into aiokafka, whose
-   flush then waits for every batch to be acknowledged. So no committed offset is ahead of
-   an output it produced.
+   the broker in the order the worker produced them, across its topics too.
+2. **Flush before commit.** The handler appends an event's records before the consumer
+   counts the event delivered (engine/delivery.py). Faust's commit awaits
+   ``producer.flush()`` before it commits offsets; the worker's producer
+   (engine/transport.py) first flushes the outbox into aiokafka, whose flush then waits
+   for every batch to be acknowledged. So no committed offset is ahead of an output it
+   produced.
 3. **Nothing dropped.** A batch the producer refuses, or cannot deliver after its retries,
    stops the process (exit status 70) before any later commit can complete: its events
    are read again after the restart and, by the replay rule (engine/pipeline.py), their
    decisions sent again under the same ids. Faust's own ``send`` would log the failure
    and let the next commit go ahead.
 
-When: an agent starts a flush once its stream has nothing more queued (so a lone event
-waits for nothing), or when the outbox's oldest record is FLUSH_MS old under a steady
-stream. The flush runs as its own task, so the agent reads on while aiokafka takes the
-batches (it accepts a partition's next batch only once the previous one is on its way,
-about a round trip to the broker); an agent waits for it only when MAX_PENDING records
-are queued.
+When: the handler starts a flush after every few records the consumer delivers (a
+flush under way takes what arrives meanwhile, so under a steady stream flushes run back
+to back). The flush runs as its own task, so the worker reads on while aiokafka takes
+the batches (it accepts a partition's next batch only once the previous one is on its
+way, about a round trip to the broker), every partition's at once; the worker waits for
+it only when MAX_PENDING records are queued.
 """
 
 from __future__ import annotations
@@ -45,13 +46,9 @@ from engine.records import Send, expected_partition
 
 log = logging.getLogger("segue.outbox")
 
-FLUSH_MS = 20.0
-"""Longest an output waits in the outbox while events keep arriving. The batches it
-forms cut the producer's per-record cost; longer buys little (a 20 ms run of events
-at 1,000/s is 20 events, 40-60 records) and adds up to this much latency at saturation."""
 MAX_PENDING = 5_000
-"""Records queued (some 2,000 events' output) beyond which an agent waits for the flush
-instead of reading on: backpressure when the broker is slower than the agents."""
+"""Records queued (some 2,000 events' output) beyond which the worker waits for the flush
+instead of reading on: backpressure when the broker is slower than the worker."""
 EXIT_OUTPUT_FAILED = 70
 """Exit status when the producer refuses output (EX_SOFTWARE); a supervisor restarts us."""
 
@@ -68,7 +65,6 @@ class Outbox:
         self._producer = producer
         self._exit = exit
         self._pending: list[Send] = []
-        self._oldest = 0.0
         self._lock = asyncio.Lock()
         self._flushing: asyncio.Future[None] | None = None
         self._hooks: dict[str, Delivered] = {}
@@ -76,20 +72,13 @@ class Outbox:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, sends: list[Send], now: float) -> None:
-        """Queue ``sends``; ``now`` is a monotonic time in seconds."""
-        if sends:
-            if not self._pending:
-                self._oldest = now
-            self._pending += sends
+    def add(self, sends: list[Send]) -> None:
+        """Queue ``sends``."""
+        self._pending += sends
 
     def on_delivered(self, topic: str, hook: Delivered) -> None:
         """Call ``hook`` for each batch of ``topic`` the broker acknowledges."""
         self._hooks[topic] = hook
-
-    def due(self, now: float) -> bool:
-        """True when the oldest queued record has waited FLUSH_MS."""
-        return bool(self._pending) and (now - self._oldest) * 1000 >= FLUSH_MS
 
     def full(self) -> bool:
         """True when an agent should wait for a flush: the broker is not keeping up."""
@@ -136,12 +125,20 @@ class Outbox:
             if builders[-1].append(**record) is None:  # full: the first record always fits
                 builders.append(producer.create_batch())
                 builders[-1].append(**record)
-        for (topic, partition), builders in batches.items():
-            hook = self._hooks.get(topic)
-            for builder in builders:
-                builder.close()  # what it holds is what the hook is told about
-                future = await producer.send_batch(builder, topic, partition=partition)
-                future.add_done_callback(partial(self._delivered, hook, builder.record_count()))
+        # All partitions at once: aiokafka takes a partition's next batch only once its
+        # previous one has gone out, so one at a time a flush would wait a round trip to
+        # the broker per partition still sending (~15 here: 0.9 s at 1,000 events/s).
+        await asyncio.gather(
+            *(self._send(producer, tp, builders) for tp, builders in batches.items())
+        )
+
+    async def _send(self, producer: Any, tp: tuple[str, int], builders: list[Any]) -> None:
+        topic, partition = tp
+        hook = self._hooks.get(topic)
+        for builder in builders:  # in order: a partition's batches go out one after another
+            builder.close()  # what it holds is what the hook is told about
+            future = await producer.send_batch(builder, topic, partition=partition)
+            future.add_done_callback(partial(self._delivered, hook, builder.record_count()))
 
     def _delivered(self, hook: Delivered | None, records: int, future: asyncio.Future[Any]) -> None:
         # Cancelled: the producer is stopping, after the last commit (whose flush waited for

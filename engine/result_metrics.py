@@ -1,5 +1,5 @@
 """What one record did, counted: the service-level metrics of ``engine.metrics`` fed from
-the core's :class:`engine.pipeline.Result`, after the agent carried it out.
+the core's :class:`engine.pipeline.Result`, after the worker carried it out.
 
 Labels are bounded (sources, event types, actions, channels, reasons, journeys, groups),
 never customer ids.
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import Counter
 from typing import Any
 
 from engine.contact_policy import REASONS
@@ -58,9 +59,13 @@ def _observe_groups(metrics: Metrics, result: Result) -> None:
     for d in (result.decision, *result.journey_decisions):
         if d is None:
             continue
-        for c in d.candidates:
-            if c.excluded_by in SUPPRESSION_REASONS:
-                _child(metrics.suppressions, c.excluded_by).inc()
+        # Counted first, then added once per reason: a decision point has some nine
+        # candidates, and each ``inc`` takes a lock (a third of this function's time).
+        suppressed = Counter(
+            c.excluded_by for c in d.candidates if c.excluded_by in SUPPRESSION_REASONS
+        )
+        for reason, n in suppressed.items():
+            _child(metrics.suppressions, reason).inc(n)
         if d.journey is not None and not d.acts and d.reasons[-1].startswith(DEFERRED):
             metrics.deferred.inc()
     if result.group is None:

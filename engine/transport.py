@@ -22,6 +22,8 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
+from engine.delivery import DirectConsumer, Receiver
+
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
@@ -30,7 +32,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
 
-class _Consumer(faust_aiokafka.Consumer):
+class _Consumer(DirectConsumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
         return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
@@ -41,7 +43,7 @@ class _Transport(faust_aiokafka.Transport):
 
 class _Producer(faust_aiokafka.Producer):
     """Faust's producer, whose flush first runs the app's ``before_flush`` hooks: Faust
-    flushes the producer before it commits offsets, and the agents' outbox
+    flushes the producer before it commits offsets, and the worker's outbox
     (engine/outbox.py) must be in the producer by then."""
 
     async def flush(self) -> None:
@@ -51,12 +53,14 @@ class _Producer(faust_aiokafka.Producer):
 
 
 class App(faust.App):
-    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch,
+    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch
+    and hands the records of ``receiver``'s topics to it directly (engine/delivery.py),
     and whose producer runs ``before_flush`` before every flush (so before every commit)."""
 
     def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.before_flush: list[Callable[[], Awaitable[None]]] = []
+        self.receiver: Receiver | None = None
         super().__init__(*args, **kwargs)
 
     def _new_transport(self) -> Any:

@@ -1,6 +1,5 @@
 """The outbox hands records to the producer a batch per topic-partition, in the order they
-were added, and stops the process when output cannot be delivered (engine/outbox.py);
-table writes reach the store at once and the changelog through it (engine/changelog.py)."""
+were added, and stops the process when output cannot be delivered (engine/outbox.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +12,12 @@ import pytest
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.structs import RecordMetadata
+from faust.types import TP
 
 from engine import outbox as outbox_module
 from engine.app import build_app
 from engine.changelog import ChangelogTable
-from engine.outbox import EXIT_OUTPUT_FAILED, FLUSH_MS, MAX_PENDING, Outbox
+from engine.outbox import EXIT_OUTPUT_FAILED, MAX_PENDING, Outbox
 from engine.records import Send, expected_partition
 from engine.settings import Settings
 
@@ -86,11 +86,11 @@ def test_records_reach_each_partition_in_the_order_they_were_added() -> None:
     async def run() -> FakeProducer:
         producer = FakeProducer()
         box = Outbox(lambda: producer, exit=pytest.fail)
-        box.add(sends("log", keys, "a"), now=0.0)
-        box.add(sends("email", keys[:5], "b"), now=0.0)
+        box.add(sends("log", keys, "a"))
+        box.add(sends("email", keys[:5], "b"))
         await box.flush()
         assert len(box) == 0
-        box.add(sends("log", keys[:1], "c"), now=0.0)
+        box.add(sends("log", keys[:1], "c"))
         await box.flush()  # metadata known now: not fetched again
         return producer
 
@@ -111,7 +111,7 @@ def test_a_partition_whose_records_outgrow_a_batch_gets_several_in_order() -> No
     async def run() -> FakeProducer:
         producer = FakeProducer(batch_size=300)
         box = Outbox(lambda: producer, exit=pytest.fail)
-        box.add(sends("log", ["same"] * 30, "x"), now=0.0)
+        box.add(sends("log", ["same"] * 30, "x"))
         await box.flush()
         return producer
 
@@ -128,10 +128,10 @@ def test_concurrent_flushes_keep_the_order_of_adding() -> None:
     async def run() -> FakeProducer:
         producer = FakeProducer()
         box = Outbox(lambda: producer, exit=pytest.fail)
-        box.add(sends("log", ["c-1"], "first"), now=0.0)
+        box.add(sends("log", ["c-1"], "first"))
         first = asyncio.create_task(box.flush())
         await asyncio.sleep(0)  # the first flush is inside send_batch now
-        box.add(sends("log", ["c-1"], "second"), now=0.0)
+        box.add(sends("log", ["c-1"], "second"))
         await asyncio.gather(first, box.flush())
         return producer
 
@@ -150,10 +150,10 @@ def test_a_background_flush_takes_what_arrives_meanwhile_and_a_commit_waits_for_
     async def run() -> tuple[FakeProducer, list[str]]:
         producer = FakeProducer()
         box = Outbox(lambda: producer, exit=pytest.fail)
-        box.add(sends("log", ["c-1"], "first"), now=0.0)
+        box.add(sends("log", ["c-1"], "first"))
         box.flush_soon()
         await asyncio.sleep(0)  # the flush is inside send_batch now
-        box.add(sends("log", ["c-1"], "second"), now=0.0)
+        box.add(sends("log", ["c-1"], "second"))
         box.flush_soon()  # one is under way: it takes this too
         seen = []
         before_commit = asyncio.create_task(box.flush())
@@ -173,19 +173,10 @@ def test_a_background_flush_takes_what_arrives_meanwhile_and_a_commit_waits_for_
 
 def test_full_once_max_pending_records_wait() -> None:
     box = Outbox(lambda: None, exit=pytest.fail)
-    box.add(sends("log", ["c"] * (MAX_PENDING - 1), "a"), now=0.0)
+    box.add(sends("log", ["c"] * (MAX_PENDING - 1), "a"))
     assert not box.full()
-    box.add(sends("log", ["c"], "b"), now=0.0)
+    box.add(sends("log", ["c"], "b"))
     assert box.full()
-
-
-def test_due_once_the_oldest_record_has_waited_the_flush_time() -> None:
-    box = Outbox(lambda: None, exit=pytest.fail)
-    assert not box.due(100.0)  # empty
-    box.add(sends("log", ["c"], "a"), now=1.0)
-    box.add(sends("log", ["c"], "b"), now=1.0 + FLUSH_MS / 2000)
-    assert not box.due(1.0 + FLUSH_MS / 2000)
-    assert box.due(1.0 + FLUSH_MS / 1000)
 
 
 def test_an_undelivered_batch_exits_and_a_cancelled_one_does_not() -> None:
@@ -194,7 +185,7 @@ def test_an_undelivered_batch_exits_and_a_cancelled_one_does_not() -> None:
     async def run() -> None:
         producer = FakeProducer()
         box = Outbox(lambda: producer, exit=exits.append)
-        box.add(sends("log", ["c-1", "c-2", "c-3", "c-4"], "a"), now=0.0)
+        box.add(sends("log", ["c-1", "c-2", "c-3", "c-4"], "a"))
         await box.flush()
         assert len(producer.futures) >= 2
         producer.futures[0].cancel()  # the producer stopping
@@ -210,7 +201,7 @@ def test_a_producer_that_refuses_the_batch_exits() -> None:
 
     async def run() -> None:
         box = Outbox(lambda: FakeProducer(refuse=True), exit=exits.append)
-        box.add(sends("log", ["c-1"], "a"), now=0.0)
+        box.add(sends("log", ["c-1"], "a"))
         await box.flush()
 
     asyncio.run(run())
@@ -237,51 +228,35 @@ def test_the_worker_producer_flushes_the_outbox_before_it_flushes(tmp_path: Path
     assert outbox_module.EXIT_OUTPUT_FAILED == 70
 
 
-class Topic:
-    def get_topic_name(self) -> str:
-        return "app-profiles-changelog"
-
-
-class Store(dict[bytes, bytes]):
-    def __init__(self) -> None:
-        super().__init__()
-        self.persisted: dict[tuple[str, int], int] = {}
-
-    def set_persisted_offset(self, tp: Any, offset: int) -> None:
-        self.persisted[(tp.topic, tp.partition)] = offset
-
-
-class Table:
-    """What ChangelogTable uses of a Faust table: its store and its changelog topic."""
-
-    def __init__(self) -> None:
-        self.data = Store()
-        self.changelog_topic = Topic()
-
-
-def test_table_writes_reach_the_store_at_once_and_the_changelog_with_the_output() -> None:
-    table = Table()
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_table_writes_reach_the_partition_at_once_and_the_changelog_with_the_output(
+    tmp_path: Path, store: str
+) -> None:
+    settings = replace(Settings.from_env({}), data_dir=tmp_path, table_store=store)
+    table: Any = build_app(settings).tables["profiles"]
+    topic = table.changelog_topic.get_topic_name()
 
     async def run() -> FakeProducer:
         producer = FakeProducer()
         box = Outbox(lambda: producer, exit=pytest.fail)
         rows = ChangelogTable(table, box)
-        rows.set(b"c-1", b"v1", 2, now=0.0)
-        rows.set(b"c-2", b"v2", 2, now=0.0)
-        rows.delete(b"c-1", 2, now=0.0)
-        rows.delete(b"absent", 2, now=0.0)  # nothing to delete: no tombstone
-        assert table.data == {b"c-2": b"v2"}  # before any flush: the next record reads it
+        rows.set(b"c-1", b"v1", 2)
+        rows.set(b"c-2", b"v2", 2)
+        rows.delete(b"c-1", 2)
+        rows.delete(b"absent", 2)  # nothing to delete: no tombstone
+        # Before any flush: the next record of the partition reads it.
+        assert (rows.get(b"c-1", 2), rows.get(b"c-2", 2)) == (None, b"v2")
+        if store == "rocksdb://":  # one store per partition: not in another partition's
+            assert rows.get(b"c-2", 1) is None
         await box.flush()
         # The broker acknowledges the batch at base offset 40: three records, 40-42.
-        producer.futures[0].set_result(
-            RecordMetadata("app-profiles-changelog", 2, None, 40, 0, 0, 0)
-        )
+        producer.futures[0].set_result(RecordMetadata(topic, 2, None, 40, 0, 0, 0))
         await asyncio.sleep(0)
         return producer
 
     producer = asyncio.run(run())
     # The partition given (that of the record being processed), not the key's.
-    assert producer.sent == [
-        ("app-profiles-changelog", 2, [(b"c-1", b"v1"), (b"c-2", b"v2"), (b"c-1", None)])
-    ]
-    assert table.data.persisted == {("app-profiles-changelog", 2): 42}
+    assert producer.sent == [(topic, 2, [(b"c-1", b"v1"), (b"c-2", b"v2"), (b"c-1", None)])]
+    # Where recovery resumes reading the changelog (a memory store reads all of it).
+    persisted = table.data.persisted_offset(TP(topic, 2))
+    assert persisted == (42 if store == "rocksdb://" else None)

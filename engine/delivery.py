@@ -1,0 +1,146 @@
+"""Records of the worker's own topics, from the fetch straight to the core: no Faust stream.
+
+Faust hands each fetched record to an agent through a chain built per record: a
+``Message``, two tasks to race the callback against a pause, the conductor, the
+channel's queue, an ``Event``, the stream's iterator (a loop turn per record), and an
+ack that keeps per-record bookkeeping for the commit. For an agent that only counts
+records that chain is ~108 µs of CPU per record (8,800/s), more than half of a 200 µs
+budget (issue 6). So the worker's consumer takes the records of the topics a
+:class:`Receiver` names out of each fetch and hands them over itself, in order, a few at
+a time; the records of every other topic (the tables' changelogs, read while
+recovering) take Faust's own path unchanged.
+
+How a fetch is delivered (:meth:`DirectConsumer._wait_next_records`):
+
+1. Faust fetches as usual; the records of the receiver's topics are taken out of the
+   batch before Faust's iterator sees it, the rest is returned to it.
+2. Per topic-partition, records before the partition's read position are dropped (a
+   fetch that raced a seek), then the rest go to the receiver DELIVERY_SLICE at a time.
+   ``deliver`` is synchronous: a record's table writes and output are in the outbox
+   before the next record starts, so two records of a partition never interleave.
+3. After each slice the partition's read position and *done* offset (the next offset
+   to commit) move past it, and the event loop gets a turn: the outbox's flush, the
+   producer's sender, commits, timers and the web server run between slices.
+4. Before each slice: if Faust has stopped the flow (a rebalance began) or the group's
+   generation changed, delivery stops; what was fetched and not delivered is fetched
+   again from the committed offsets (Faust seeks there when the flow resumes).
+
+How it is committed: Faust's commit asks :meth:`DirectConsumer._new_offset` per
+partition; for a receiver's partition that is its done offset, every record before it
+delivered. Faust then flushes the producer, which first flushes the outbox
+(engine/transport.py), and only then commits. A rebalance revokes partitions as Faust
+does it: what was delivered and not yet committed is delivered again by the next owner,
+and the replay rule (engine/pipeline.py) makes that harmless.
+
+An error outside the core (a table store failing) stops the process with status 70
+before any later commit, like a refused output batch: the records are read again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+from engine.outbox import EXIT_OUTPUT_FAILED
+
+log = logging.getLogger("segue.delivery")
+
+DELIVERY_SLICE = 8
+"""Records delivered between two turns of the event loop. The output path needs several
+turns per flush (outbox, producer sender, broker reply); with 64 records (~25 ms of
+decisions) per turn a worker at 1,000 events/s saw its outputs leave up to 1 s late. At
+8 (~3 ms) a turn's overhead is about 1% of the work."""
+
+
+class Receiver(Protocol):
+    """What the consumer hands the records of ``topics`` to."""
+
+    topics: frozenset[str]
+
+    def deliver(self, tp: TP, records: Sequence[Any]) -> None:
+        """Process ``records`` (aiokafka ``ConsumerRecord``s of ``tp``, in offset order)
+        completely, outputs into the outbox, without awaiting."""
+
+    async def delivered(self) -> None:
+        """After each slice: start or wait for the outbox's flush."""
+
+
+class DirectConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, delivering the topics of the app's ``receiver``
+    directly (none while it is None)."""
+
+    exit: Callable[[int], None] = staticmethod(os._exit)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._done: dict[TP, int] = {}
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+        records, active = await super()._wait_next_records(timeout)
+        receiver: Receiver | None = getattr(self.app, "receiver", None)
+        if not records or receiver is None:
+            return records, active
+        ours = [tp for tp in records if tp.topic in receiver.topics]
+        if not ours:
+            return records, active
+        rest = {tp: recs for tp, recs in records.items() if tp.topic not in receiver.topics}
+        generation = self.app.consumer_generation_id
+        for tp in ours:
+            if not self._flowing(generation):
+                break
+            if active is None or tp in active or tp in self._buffered_partitions:
+                await self._deliver(receiver, tp, records[tp], generation)
+        return rest, active
+
+    def _flowing(self, generation: int) -> bool:
+        return self.flow_active and self.app.consumer_generation_id == generation
+
+    async def _deliver(
+        self, receiver: Receiver, tp: TP, records: Sequence[Any], generation: int
+    ) -> None:
+        start = self._read_offset[tp]
+        if start is not None and records and records[0].offset < start:
+            records = [r for r in records if r.offset >= start]
+        self._acked[tp]
+        inbound = self.app.monitor.stream_inbound_time
+        for i in range(0, len(records), DELIVERY_SLICE):
+            if not self._flowing(generation):
+                return
+            part = records[i : i + DELIVERY_SLICE]
+            try:
+                receiver.deliver(tp, part)
+            except Exception:
+                log.critical(
+                    "delivering %s[%d] from offset %d failed; exiting so its records are "
+                    "read again after the restart",
+                    tp.topic,
+                    tp.partition,
+                    part[0].offset,
+                    exc_info=True,
+                )
+                logging.shutdown()
+                self.exit(EXIT_OUTPUT_FAILED)
+                return
+            self._read_offset[tp] = self._done[tp] = part[-1].offset + 1
+            # What Faust's livelock check reads to tell a stuck stream from a working one.
+            inbound[tp] = time.monotonic()
+            await receiver.delivered()
+            await asyncio.sleep(0)
+
+    def _new_offset(self, tp: TP) -> int | None:
+        # Kept, not taken: a commit that fails is retried with it, and Faust commits
+        # only an offset past the last one committed.
+        done = self._done.get(tp)
+        return done if done is not None else super()._new_offset(tp)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:  # as Faust drops its acked offsets of revoked partitions
+            self._done.pop(tp, None)
+        await super().on_partitions_revoked(revoked)
