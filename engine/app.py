@@ -149,7 +149,14 @@ def build_app(
     for topic in (inputs, identity, stitched, nudges):
         app.topics.add(topic)
     app.receiver = Handler(
-        steps, tables, outbox, metrics, names, index, catalogue=lambda: journeys.current
+        steps,
+        tables,
+        outbox,
+        metrics,
+        names,
+        index,
+        catalogue=lambda: journeys.current,
+        cache_size=settings.profile_cache_size,
     )
 
     def owned(key: str) -> bool:

@@ -71,6 +71,9 @@ class Receiver(Protocol):
     async def delivered(self) -> None:
         """After each slice: start or wait for the outbox's flush."""
 
+    def forget(self) -> None:
+        """The worker's partitions change: drop what is kept in memory from the tables."""
+
 
 class DirectConsumer(faust_aiokafka.Consumer):
     """Faust's aiokafka consumer, delivering the topics of the app's ``receiver``
@@ -143,4 +146,14 @@ class DirectConsumer(faust_aiokafka.Consumer):
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:  # as Faust drops its acked offsets of revoked partitions
             self._done.pop(tp, None)
+        self._forget()
         await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self._forget()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+    def _forget(self) -> None:
+        receiver: Receiver | None = getattr(self.app, "receiver", None)
+        if receiver is not None:
+            receiver.forget()

@@ -156,6 +156,14 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.gc_pauses = Histogram(
+            "segue_gc_pause_seconds",
+            "Collections of Python's garbage collector, by generation: the worker's event "
+            "loop stands still meanwhile, so the slow ones show in the latency tail.",
+            ["generation"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.timer_delay = Histogram(
             "segue_timer_delay_seconds",
             "From a journey timer's wake time to the decision it took.",

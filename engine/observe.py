@@ -4,11 +4,13 @@
 - ``/readyz`` answers 200 only when the worker has partitions, is not rebalancing and has
   finished recovering its tables, i.e. it is consuming; 503 with the reason otherwise.
 - Every few seconds the worker's consumer lag per topic and its table sizes are sampled;
-  a Faust sensor records commits and rebalances as they happen.
+  a Faust sensor records commits and rebalances as they happen, and a ``gc`` callback
+  the garbage collector's pauses.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -64,6 +66,20 @@ class _Sensor(faust.Sensor):
             self.metrics.recovery.set(self.clock() - assigned_at)
 
 
+class _GcTimer:
+    """Times each collection of the garbage collector (``gc.callbacks``)."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.pauses = [metrics.gc_pauses.labels(generation=str(g)) for g in range(3)]
+        self.started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self.started = time.perf_counter()
+        else:
+            self.pauses[info["generation"]].observe(time.perf_counter() - self.started)
+
+
 def install(
     app: faust.App,
     metrics: Metrics,
@@ -77,6 +93,7 @@ def install(
     so their size is RocksDB's own estimate instead.
     """
     app.sensors.add(_Sensor(metrics))
+    gc.callbacks.append(_GcTimer(metrics))
 
     @app.timer(SAMPLE_SECONDS, name="segue.observe.sample")  # type: ignore[untyped-decorator]
     async def sample() -> None:

@@ -115,6 +115,12 @@ class Settings:
         "Journey catalogue (YAML) a worker uses until one is published on the control "
         "topic; empty: the built-in default catalogue.",
     )
+    profile_cache_size: int = _opt(
+        20_000,
+        "Decoded customer profiles a worker keeps in memory, the most recently used: "
+        "their next event skips decoding the stored bytes (about 20 us of a 400 us "
+        "decision point). About 4-10 KB each; 0 turns the cache off.",
+    )
     timer_tick_seconds: float = _opt(
         1.0,
         "How often a worker looks for due journey timers: about the most a timer fires "
@@ -155,6 +161,8 @@ class Settings:
             raise SettingsError(f"{env_name('fetch_max_wait_ms')} must be 0 to 10000")
         if self.attribution_window_seconds < 1:
             raise SettingsError(f"{env_name('attribution_window_seconds')} must be at least 1")
+        if self.profile_cache_size < 0:
+            raise SettingsError(f"{env_name('profile_cache_size')} must be 0 or more")
         if self.timer_tick_seconds <= 0:
             raise SettingsError(f"{env_name('timer_tick_seconds')} must be above 0")
         if self.model_snapshot_seconds <= 0:

@@ -43,6 +43,7 @@ class Receiver:
         self.flushes = 0
         self.on_slice: Any = None
         self.fail_at: int | None = None
+        self.forgotten = 0
 
     def deliver(self, tp: TP, records: Sequence[Any]) -> None:
         assert tp == OURS
@@ -54,6 +55,9 @@ class Receiver:
 
     async def delivered(self) -> None:
         self.flushes += 1
+
+    def forget(self) -> None:
+        self.forgotten += 1
 
 
 @pytest.fixture
@@ -121,6 +125,7 @@ def test_revoked_partitions_forget_what_was_delivered(
     assert consumer._new_offset(OURS) == 3
     asyncio.run(consumer.on_partitions_revoked({OURS}))
     assert revoked == [{OURS}]  # Faust's own revocation still runs
+    assert consumer.app.receiver.forgotten == 1  # nothing kept from the old assignment
     # As Faust drops its acked offsets: the next owner delivers these again.
     assert consumer._new_offset(OURS) is None
 
