@@ -103,7 +103,13 @@ def decide(
         if arm.action is not last:  # an action's own rules hold on all its channels
             last = arm.action
             why = _rules(p, last, ctx, stage=stage, holdout=holdout)
-        exclusions[arm.arm] = why if why is not None else _contact(moment, last, arm.channel)
+        # In quiet hours the policy may move the contact to another channel: that
+        # channel's own candidates are weighed instead, so this one is refused either way.
+        exclusions[arm.arm] = (
+            why
+            if why is not None
+            else moment.refusal(last.action_id, last.action_class, arm.channel)
+        )
     eligible = [arm for arm, why in exclusions.items() if why is None]
     scores = policy.score_many(x, eligible) if eligible else {}
     priority = {arm: scores[arm] * arms[arm].action.value * arms[arm].weight for arm in eligible}
@@ -223,9 +229,3 @@ def _rules(
     if marketing and p.open_tickets:
         return OPEN_TICKET
     return action.failed(ctx)
-
-
-def _contact(moment: contact_policy.Moment, action: Action, channel: str) -> str | None:
-    # In quiet hours the policy may move the contact to another channel: that channel's
-    # own candidates are weighed instead, so this one is refused either way.
-    return moment.refusal(action.action_id, action.action_class, channel)
