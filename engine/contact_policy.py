@@ -270,7 +270,8 @@ class Moment:
             return "no_consent"
         if action_class == "transactional":
             return None
-        if suppressed_until_ms(policy, p, action, self.now_ms) is not None:
+        # Most customers dismissed nothing: no call to find that out per candidate.
+        if p.dismissals and suppressed_until_ms(policy, p, action, self.now_ms) is not None:
             return "suppressed_outcome"
         if channel not in policy.quiet_exempt and self.quiet():
             return "quiet_hours"

@@ -80,42 +80,46 @@ def decide(
     *,
     now_ms: int,
     holdout: bool | None = None,
+    profile_view: dict[str, Any] | None = None,
 ) -> Decision:
     """The decision for ``ev`` under catalogue ``cat``, with the feature snapshot it was
     scored on and the customer's lifecycle stage, which it records and checks.
-    ``holdout`` is ``in_holdout`` of the customer when the caller has already asked it
-    (the pipeline asks once per event)."""
+    ``holdout`` is ``in_holdout`` of the customer and ``profile_view`` is
+    ``view(p, ev.time_ms)`` when the caller has them already (the pipeline works each
+    out once per event)."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     x = features(p, ev)
     if holdout is None:
         holdout = in_holdout(p.customer_id, cfg)
-    profile = view(p, ev.time_ms)
+    profile = view(p, ev.time_ms) if profile_view is None else profile_view
     stage = stage_of(cat, profile, ev.time_ms) if cat.lifecycle else None
     ctx = {"profile": profile, "event": event_doc(ev), "now": ev.time_ms}
     moment = contact_policy.Moment(cat.contact, p, ev.time_ms)
-    by_arm: dict[str, Action] = {}
+    arms = _arms(cat)
     exclusions: dict[str, str | None] = {}
-    for a in cat.actions:
-        if not a.next_best_action:
-            continue
-        why = _rules(p, a, ctx, stage=stage, holdout=holdout)
-        for ch in a.channels:
-            arm = f"{a.action_id}:{ch}"
-            by_arm[arm] = a
-            exclusions[arm] = why if why is not None else _contact(moment, a, ch)
+    why: str | None = None
+    last: Action | None = None
+    for arm in arms.values():
+        if arm.action is not last:  # an action's own rules hold on all its channels
+            last = arm.action
+            why = _rules(p, last, ctx, stage=stage, holdout=holdout)
+        # In quiet hours the policy may move the contact to another channel: that
+        # channel's own candidates are weighed instead, so this one is refused either way.
+        exclusions[arm.arm] = (
+            why
+            if why is not None
+            else moment.refusal(last.action_id, last.action_class, arm.channel)
+        )
     eligible = [arm for arm, why in exclusions.items() if why is None]
     scores = policy.score_many(x, eligible) if eligible else {}
-    priority = {
-        arm: scores[arm] * by_arm[arm].value * cat.levers.weight(*arm.split(":", 1))
-        for arm in eligible
-    }
+    priority = {arm: scores[arm] * arms[arm].action.value * arms[arm].weight for arm in eligible}
 
-    service = [arm for arm in eligible if by_arm[arm].action_class != "marketing"]
+    service = [arm for arm in eligible if arms[arm].action.action_class != "marketing"]
     pool = service or eligible
     chosen: str | None = None
     explored = False
     propensity = 1.0
-    reasons: list[str] = [f"eligible {len(eligible)} of {len(by_arm)}"]
+    reasons: list[str] = [f"eligible {len(eligible)} of {len(arms)}"]
     if holdout:
         reasons.append("holdout group: no marketing actions")
     if not pool:
@@ -135,11 +139,11 @@ def decide(
             reasons.append("service action first" if service else "highest priority")
 
     candidates = tuple(
-        _excluded(by_arm[arm].action_id, arm.split(":", 1)[1], why)
+        _excluded(arms[arm].action.action_id, arms[arm].channel, why)
         if why is not None
         else Candidate(
-            action=by_arm[arm].action_id,
-            channel=arm.split(":", 1)[1],
+            action=arms[arm].action.action_id,
+            channel=arms[arm].channel,
             eligible=True,
             score=round(scores[arm], 6),
             priority=round(priority[arm], 6),
@@ -148,7 +152,7 @@ def decide(
     )
     action, channel = NO_ACTION, None
     if chosen is not None:
-        action, channel = chosen.split(":", 1)
+        action, channel = arms[chosen].action.action_id, arms[chosen].channel
     return Decision(
         decision_id=did,
         customer_id=p.customer_id,
@@ -158,7 +162,7 @@ def decide(
         event_time_ms=ev.time_ms,
         action=action,
         channel=channel,
-        action_class=by_arm[chosen].action_class if chosen else None,
+        action_class=arms[chosen].action.action_class if chosen else None,
         score=round(scores[chosen], 6) if chosen else None,
         explored=explored,
         reasons=tuple(reasons),
@@ -171,6 +175,38 @@ def decide(
         propensity=round(propensity, 6),
         holdout=holdout,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Arm:
+    """One (action, channel) pair next-best-action weighs, with its levers' weight."""
+
+    arm: str
+    action: Action
+    channel: str
+    weight: float
+
+
+_ARMS: dict[int, tuple[Catalogue, dict[str, _Arm]]] = {}
+
+
+def _arms(cat: Catalogue) -> dict[str, _Arm]:
+    """The arms of ``cat`` by ``action:channel``, in catalogue order: worked out once per
+    catalogue, not per decision (their names, split again and again, and their weights
+    were a tenth of what ``decide`` itself cost). Keyed by the catalogue's identity,
+    kept for the one catalogue in force."""
+    hit = _ARMS.get(id(cat))
+    if hit is None or hit[0] is not cat:
+        arms = [
+            _Arm(f"{a.action_id}:{ch}", a, ch, cat.levers.weight(a.action_id, ch))
+            for a in cat.actions
+            if a.next_best_action
+            for ch in a.channels
+        ]
+        hit = (cat, {arm.arm: arm for arm in arms})
+        _ARMS.clear()
+        _ARMS[id(cat)] = hit
+    return hit[1]
 
 
 @lru_cache(maxsize=4096)
@@ -193,9 +229,3 @@ def _rules(
     if marketing and p.open_tickets:
         return OPEN_TICKET
     return action.failed(ctx)
-
-
-def _contact(moment: contact_policy.Moment, action: Action, channel: str) -> str | None:
-    # In quiet hours the policy may move the contact to another channel: that channel's
-    # own candidates are weighed instead, so this one is refused either way.
-    return moment.refusal(action.action_id, action.action_class, channel)

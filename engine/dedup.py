@@ -23,12 +23,14 @@ import base64
 import hashlib
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
+from functools import lru_cache
 from itertools import accumulate
 from operator import sub
 
 Seen = Mapping[str, int]
 
 
+@lru_cache(maxsize=1024)
 def short_hash(text: str) -> str:
     """48 bits of blake2b in 8 URL-safe base64 characters.
 
@@ -38,6 +40,7 @@ def short_hash(text: str) -> str:
     >>> short_hash("web//e1"), short_hash_of_hex("84cddcc68d33")
     ('hM3cxo0z', 'hM3cxo0z')
     """
+    # Cached: an event's dedup key is hashed to check it and again to remember it.
     digest = hashlib.blake2b(text.encode(), digest_size=6).digest()
     return base64.urlsafe_b64encode(digest).decode()
 

@@ -2,8 +2,9 @@
 
 Marketers and support leads write conditions as data, so the text never reaches
 ``eval``: a hand-written tokenizer and a precedence-climbing parser build an immutable
-tree, and an evaluator walks it over plain data (dicts, lists, strings, numbers,
-booleans, null). Names resolve by dict lookup only, never by attribute access.
+tree, compiled into closures (``engine.expr_eval``) that evaluate it over plain data
+(dicts, lists, strings, numbers, booleans, null). Names resolve by dict lookup only,
+never by attribute access.
 
 Grammar, loosest first (``a < b < c`` is an error: comparisons do not chain)::
 
@@ -43,26 +44,31 @@ line 1, column 20: expected a value after 'and'
 from __future__ import annotations
 
 import difflib
-import math
-import operator
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+
+from engine.expr_eval import DAY_MS, FUNCTIONS, MAX_DEPTH, MAX_INT, MAX_STRING, Node, Run
+from engine.expr_eval import compile_tree as _compile_tree
+
+__all__ = [
+    "DAY_MS",
+    "MAX_DEPTH",
+    "MAX_INT",
+    "MAX_ITEMS",
+    "MAX_LENGTH",
+    "MAX_STRING",
+    "Expr",
+    "ExprError",
+    "Node",
+    "compile_expr",
+]
 
 MAX_LENGTH = 2_000
 """Longest accepted text: a condition needing more belongs in code or in several rules."""
-MAX_DEPTH = 32
-"""Deepest nesting of brackets, calls and prefix operators. The parser and evaluator
-recurse once per level, so this keeps both far below Python's recursion limit."""
 MAX_ITEMS = 1_000
 """Most items in one list literal or arguments in one call."""
-MAX_STRING = 10_000
-"""Longest string ``+`` may build (a longer result is null): a rule cannot grow memory."""
-MAX_INT = 2**63 - 1
-"""Integer literals beyond 64 bits are rejected and computed ones are null: that is what
-downstream JSON consumers hold, and it keeps arithmetic on context values cheap."""
-DAY_MS = 86_400_000
 
 # There is no loop, no recursion and no user-defined function in the language, and every
 # node is evaluated at most once: an evaluation costs time linear in the tree (times the
@@ -106,37 +112,32 @@ class ExprError(ValueError):
         return (ExprError, (self.message, self.line, self.column))
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
-    """One step of the tree, an operator and its arguments:
-
-    - ``const`` (value), ``path`` (names), ``list`` (items), a function name (arguments);
-    - ``not`` and ``neg`` (operand), ``and`` and ``or`` (operands), a comparison (two);
-    - ``arith`` (first, op, operand, op, operand, ...): a flat left-to-right chain, so a
-      long sum does not nest deep enough to exhaust the stack.
-    """
-
-    op: str
-    args: tuple[Any, ...]
-
-
 @dataclass(frozen=True, slots=True, repr=False)
 class Expr:
-    """A compiled expression: immutable, hashable and picklable."""
+    """A compiled expression: immutable, hashable and picklable. Equal, and hashed, by
+    its text and tree; ``run`` is the tree compiled into closures (``engine.expr_eval``),
+    rebuilt from the tree when unpickled."""
 
     source: str
     tree: Node
+    run: Run = field(init=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "run", _compile_tree(self.tree))
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r})"
 
+    def __reduce__(self) -> tuple[type[Expr], tuple[str, Node]]:
+        return (Expr, (self.source, self.tree))
+
     def evaluate(self, ctx: Mapping[str, Any]) -> Any:
         """The raw value over ``ctx``: None where something was unknown or mistyped."""
-        return _eval(self.tree, ctx)
+        return self.run(ctx)
 
     def test(self, ctx: Mapping[str, Any]) -> bool:
         """The condition entry point: True only when the value is exactly ``true``."""
-        return _eval(self.tree, ctx) is True
+        return self.run(ctx) is True
 
     def paths(self) -> frozenset[str]:
         """Every dotted path the expression reads (``now`` too, for ``days_since``)."""
@@ -326,16 +327,16 @@ class _Parser:
         return tuple(items)
 
     def call(self, name: _Token) -> Node:
-        if name.text not in _FUNCTIONS:
-            known = f"functions: {', '.join(_FUNCTIONS)}"
-            hint = _suggest(name.text, _FUNCTIONS)
+        if name.text not in FUNCTIONS:
+            known = f"functions: {', '.join(FUNCTIONS)}"
+            hint = _suggest(name.text, FUNCTIONS)
             raise self.fail(name, f"unknown function {name.text!r}{hint}; {known}")
         if name.text == "days_since" and "now" not in self.roots:
             raise self.fail(name, "days_since() needs 'now' (epoch ms) among the names")
         self.enter(self.tok)
         args = self.items(")", self.take())
         self.depth -= 1
-        low, high, _ = _FUNCTIONS[name.text]
+        low, high, _ = FUNCTIONS[name.text]
         if not low <= len(args) <= (high or MAX_ITEMS):
             wanted = f"{'' if low == high else 'at least '}{low} argument{'s' * (low > 1)}"
             raise self.fail(name, f"{name.text}() takes {wanted}, got {len(args)}")
@@ -362,148 +363,3 @@ class _Parser:
 def _suggest(word: str, choices: Collection[str]) -> str:
     close = difflib.get_close_matches(word, sorted(choices), n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""
-
-
-def _eval(node: Node, ctx: Mapping[str, Any]) -> Any:
-    op, args = node.op, node.args
-    if op == "const":
-        return args[0]
-    if op == "path":
-        return _lookup(ctx, args)
-    if op in ("and", "or"):
-        # Three-valued: the deciding value (false for and, true for or) wins even after
-        # an unknown operand; otherwise any unknown operand makes the result unknown.
-        deciding = op == "or"
-        result: bool | None = not deciding
-        for arg in args:
-            truth = _truth(_eval(arg, ctx))
-            if truth is deciding:
-                return deciding
-            if truth is None:
-                result = None
-        return result
-    if op == "arith":
-        value = _eval(args[0], ctx)
-        for i in range(1, len(args), 2):
-            value = _arith(args[i], value, _eval(args[i + 1], ctx))
-        return value
-    values = [_eval(arg, ctx) for arg in args]
-    if op == "list":
-        return values
-    if op == "not":
-        truth = _truth(values[0])
-        return None if truth is None else not truth
-    if op == "neg":
-        return _arith("-", 0, values[0])
-    if op in _FUNCTIONS:
-        return _FUNCTIONS[op][2](values, ctx.get("now"))
-    return _compare(op, values[0], values[1])
-
-
-_SIZED = (str, list, tuple, Mapping)
-_PLAIN = (bool, int, float, *_SIZED)
-
-
-def _lookup(ctx: Mapping[str, Any], parts: Sequence[str]) -> Any:
-    value: Any = ctx
-    for part in parts:
-        # A plain dict (what the view and the event are) first: the Mapping check goes
-        # through the ABC machinery, a few times slower, and every condition reads paths.
-        value = value.get(part) if type(value) is dict or isinstance(value, Mapping) else None
-    if value is None:  # an absent field, the commonest unknown
-        return None
-    # Anything but plain data reads as unknown, so no operator ever meets a Python object.
-    return value if isinstance(value, _PLAIN) else None
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _truth(value: Any) -> bool | None:
-    """An operand of not/and/or: zero and empty are false, null is unknown."""
-    if value is None or isinstance(value, bool):
-        return value
-    return bool(value) if isinstance(value, _PLAIN) else None
-
-
-def _bounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value if abs(value) <= MAX_INT else None
-
-
-def _equal(a: Any, b: Any, depth: int = 0) -> bool:
-    # Strict types: true is not 1 and "1" is not 1. Data nested beyond MAX_DEPTH compares
-    # unequal rather than recursing without bound.
-    if _is_number(a) or _is_number(b):
-        return _is_number(a) and _is_number(b) and a == b
-    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
-        pairs = zip(a, b, strict=False)
-        same = len(a) == len(b) and depth < MAX_DEPTH
-        return same and all(_equal(x, y, depth + 1) for x, y in pairs)
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        same = a.keys() == b.keys() and depth < MAX_DEPTH
-        return same and all(_equal(a[k], b[k], depth + 1) for k in a)
-    if (isinstance(a, str) and isinstance(b, str)) or (isinstance(a, bool) and isinstance(b, bool)):
-        return bool(a == b)
-    return a is None and b is None
-
-
-def _compare(op: str, a: Any, b: Any) -> bool | None:
-    if op in ("==", "!="):
-        return _equal(a, b) == (op == "==")
-    if op in ("in", "not in"):
-        found = _contains(b, a)
-        return None if found is None else found == (op == "in")
-    if (_is_number(a) and _is_number(b)) or (isinstance(a, str) and isinstance(b, str)):
-        return bool(_OPERATORS[op](a, b))
-    return None
-
-
-def _contains(haystack: Any, needle: Any) -> bool | None:
-    if needle is None:
-        return None
-    if isinstance(haystack, list | tuple):
-        return any(_equal(needle, item) for item in haystack)
-    if isinstance(haystack, str | Mapping) and isinstance(needle, str):
-        return needle in haystack  # a substring, or a key of a map
-    return None
-
-
-def _arith(op: str, a: Any, b: Any) -> Any:
-    if _is_number(a) and _is_number(b):
-        try:
-            return _bounded(_OPERATORS[op](a, b))
-        except ArithmeticError:  # division by zero; an int too large for a float
-            return None
-    if op == "+" and isinstance(a, str) and isinstance(b, str):
-        return a + b if len(a) + len(b) <= MAX_STRING else None
-    return None
-
-
-_OPERATORS: dict[str, Callable[[Any, Any], Any]] = {"<": operator.lt, "<=": operator.le}
-_OPERATORS |= {">": operator.gt, ">=": operator.ge, "+": operator.add, "-": operator.sub}
-_OPERATORS |= {"*": operator.mul, "/": operator.truediv, "%": operator.mod}
-
-
-def _extreme(pick: Callable[[Sequence[Any]], Any], args: Sequence[Any]) -> Any:
-    items = args[0] if len(args) == 1 and isinstance(args[0], list | tuple) else args
-    if items and (all(_is_number(v) for v in items) or all(isinstance(v, str) for v in items)):
-        return pick(items)
-    return None
-
-
-_FUNCTIONS: Mapping[str, tuple[int, int | None, Callable[[Sequence[Any], Any], Any]]] = {
-    "abs": (1, 1, lambda a, now: _bounded(abs(a[0])) if _is_number(a[0]) else None),
-    "coalesce": (1, None, lambda a, now: next((v for v in a if v is not None), None)),
-    "contains": (2, 2, lambda a, now: _contains(a[0], a[1])),
-    "days_since": (1, 1, lambda a, now: _arith("/", _arith("-", now, a[0]), DAY_MS)),
-    "len": (1, 1, lambda a, now: len(a[0]) if isinstance(a[0], _SIZED) else None),
-    "lower": (1, 1, lambda a, now: a[0].lower() if isinstance(a[0], str) else None),
-    "max": (1, None, lambda a, now: _extreme(max, a)),
-    "min": (1, None, lambda a, now: _extreme(min, a)),
-    "upper": (1, 1, lambda a, now: a[0].upper() if isinstance(a[0], str) else None),
-}
-"""The whitelist (nothing else can be called): (least arguments, most or None, body),
-where a body takes the argument values and the context's ``now``."""

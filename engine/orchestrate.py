@@ -73,13 +73,20 @@ def event_doc(ev: Event) -> dict[str, Any]:
 
 
 def on_event(
-    cat: Catalogue, p: Profile, ev: Event, *, decided_at_ms: int, holdout: bool = False
+    cat: Catalogue,
+    p: Profile,
+    ev: Event,
+    *,
+    decided_at_ms: int,
+    holdout: bool = False,
+    profile_view: dict[str, Any] | None = None,
 ) -> Outcome:
+    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` when
+    the caller has it already."""
     if runtime.quiet(cat, p.journeys, f"{ev.source}.{ev.type}"):
         return Outcome(p, [], [])
-    mem, commands = runtime.on_event(
-        cat, p.journeys, event_doc(ev), view(p, ev.time_ms), now_ms=ev.time_ms
-    )
+    seen = view(p, ev.time_ms) if profile_view is None else profile_view
+    mem, commands = runtime.on_event(cat, p.journeys, event_doc(ev), seen, now_ms=ev.time_ms)
     trigger = (ev.event_id, ev.source, ev.type)
     return _outcome(cat, p, mem, commands, trigger, decided_at_ms, holdout)
 

@@ -72,6 +72,7 @@ from engine.profile import (
     record_outcome,
     remembered,
     seen_before,
+    view,
 )
 from engine.records import (
     Record,
@@ -322,6 +323,10 @@ class Core:
         profile, result.late_outcomes = settled.profile, settled.late
         result.revenue = settled.revenue
         self._learn(result, settled.leaving)
+        point = not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS
+        # The profile as conditions read it, worked out once for the journeys and
+        # next-best-action both: computing it twice per decision point cost 5% of the core.
+        picture = view(profile, ev.time_ms) if point else None
         if not profile.anonymous:
             # Journeys first: their exits see this event before anything acts on it.
             done = orchestrate.on_event(
@@ -330,12 +335,22 @@ class Core:
                 ev,
                 decided_at_ms=now_ms,
                 holdout=holdout,
+                profile_view=picture,
             )
             result.commands = done.commands
+            if done.profile.contacts is not profile.contacts:
+                picture = None  # a journey's contact changed what the view counts
             profile = self._journey_sends(result, done, ev.event_id)
-        if not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS:
+        if point:
             decision = decide(
-                profile, ev, self.policy, self.cfg, state.catalogue, now_ms=now_ms, holdout=holdout
+                profile,
+                ev,
+                self.policy,
+                self.cfg,
+                state.catalogue,
+                now_ms=now_ms,
+                holdout=holdout,
+                profile_view=picture,
             )
             encoded = decision.encode()
             if decision.acts:

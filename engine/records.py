@@ -107,4 +107,16 @@ def decision_sends(decision: Decision, names: TopicNames, value: bytes) -> list[
 
 
 def _rfc3339(ms: int) -> bytes:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").encode()
+    """``datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds")``, the
+    second formatted once for all the decisions made in it (formatting was 3% of the core).
+
+    >>> _rfc3339(1_800_000_000_005)
+    b'2027-01-15T08:00:00.005+00:00'
+    """
+    second, milli = divmod(ms, 1000)
+    return b"%s.%03d+00:00" % (_second(second), milli)
+
+
+@lru_cache(maxsize=64)
+def _second(s: int) -> bytes:
+    return datetime.fromtimestamp(s, tz=UTC).replace(tzinfo=None).isoformat().encode()

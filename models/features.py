@@ -70,16 +70,16 @@ def features(p: Profile, ev: Event) -> dict[str, float]:
     views = p.counts.get("web.product_view", 0)
     searches = p.counts.get("web.search", 0)
     recent = at(p.recent, ev.time_ms // 1000)
-    x = {
-        "log_web_events": math.log1p(web),
-        "view_share": views / web if web else 0.0,
-        "search_share": searches / web if web else 0.0,
-        "mobile_share": p.mobile_events / web if web else 0.0,
-        "cart_items": float(min(len(p.cart), 10)),
-        "log_cart_value": math.log1p(sum(p.cart.values())),
-        "log_orders_30d": math.log1p(recent.orders),
-        "log_spend_30d": math.log1p(recent.spend),
-        "open_tickets": float(len(p.open_tickets)),
-        "conversion_rate": (p.conversions + 0.5) / (p.decisions + 1.0),
+    # In NAMES order (the doctest checks it), each rounded where it is computed.
+    return {
+        "log_web_events": round(math.log1p(web), 3),
+        "view_share": round(views / web if web else 0.0, 3),
+        "search_share": round(searches / web if web else 0.0, 3),
+        "mobile_share": round(p.mobile_events / web if web else 0.0, 3),
+        "cart_items": round(float(min(len(p.cart), 10)), 3),
+        "log_cart_value": round(math.log1p(sum(p.cart.values())), 3),
+        "log_orders_30d": round(math.log1p(recent.orders), 3),
+        "log_spend_30d": round(math.log1p(recent.spend), 3),
+        "open_tickets": round(float(len(p.open_tickets)), 3),
+        "conversion_rate": round((p.conversions + 0.5) / (p.decisions + 1.0), 3),
     }
-    return {name: round(x[name], 3) for name in NAMES}

@@ -8,7 +8,7 @@ import pytest
 
 from engine.decide import DecideConfig, decide
 from engine.journeys import default_catalogue
-from engine.profile import Profile
+from engine.profile import Profile, view
 from models.policy import LogisticHeads
 from topics.decisions import decision_id
 from topics.events import Event
@@ -106,3 +106,16 @@ def test_the_logged_propensity_is_the_probability_of_the_choice() -> None:
     assert sum(logged.values()) == pytest.approx(1.0) and len(logged) == eligible
     for arm, p in logged.items():
         assert abs(counts[arm] / n - p) < 4 * (p * (1 - p) / n) ** 0.5, arm
+
+
+def test_a_view_given_by_the_caller_decides_as_one_worked_out_here() -> None:
+    """Scenario: the pipeline passes the view it worked out for the journeys.
+    We expect the very decision ``decide`` makes when it works the view out itself."""
+    cat = default_catalogue()
+    p = Profile("c1", cart={"p1": 30.0}, counts={"web.product_view": 4}, timezone="UTC")
+    ev = Event("web", "add_to_cart", "e1", "c1", NOW, {"product_id": "p1", "price": 30.0})
+    own = decide(p, ev, LogisticHeads(), DecideConfig(), cat, now_ms=NOW)
+    given = decide(
+        p, ev, LogisticHeads(), DecideConfig(), cat, now_ms=NOW, profile_view=view(p, NOW)
+    )
+    assert given == own and own.candidates and own.stage == "purchase"

@@ -189,6 +189,21 @@ def test_encode_decode_round_trip() -> None:
     assert Profile.decode(p.encode()) == p
 
 
+def test_decode_builds_the_profile_init_would_and_refuses_what_it_would() -> None:
+    """Scenario: ``decode`` builds profiles without the dataclass ``__init__``.
+    We expect the same profile, defaults that are fresh objects per profile, and the
+    TypeError ``__init__`` raises for an unknown field or a missing customer id."""
+    p = full()
+    again = Profile.decode(p.encode())
+    assert again == p and again.recent == p.recent and again.journeys == p.journeys
+    a, b = Profile.decode(b'{"customer_id":"a"}'), Profile.decode(b'{"customer_id":"b"}')
+    assert a == Profile("a") and a.cart == {} and a.cart is not b.cart
+    with pytest.raises(TypeError, match="no field 'colour'"):
+        Profile.decode(b'{"customer_id":"c1","colour":"red"}')
+    with pytest.raises(TypeError, match="customer_id"):
+        Profile.decode(b'{"orders":2}')
+
+
 def test_a_profile_written_before_these_fields_still_decodes() -> None:
     """Scenario: a worker of this version restores its table from a changelog written by
     commit 0110739 (ten events, four pending decisions with whole records).
