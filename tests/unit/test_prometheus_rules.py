@@ -43,7 +43,11 @@ EXPORTED = {
     "segue_build_info",
     "up",
 }
-HISTOGRAMS = {"segue_event_to_decision_seconds", "segue_processing_seconds"}
+HISTOGRAMS = {
+    "segue_event_to_decision_seconds",
+    "segue_processing_seconds",
+    "segue_gc_pause_seconds",
+}
 SERIES = EXPORTED | {f"{h}_{part}" for h in HISTOGRAMS for part in ("bucket", "sum", "count")}
 
 # Grafana's variables, replaced by values Prometheus can parse.
