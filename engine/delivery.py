@@ -98,6 +98,8 @@ class DirectConsumer(faust_aiokafka.Consumer):
         for tp in ours:
             if not self._flowing(generation):
                 break
+            # Records of a partition that is not active (paused) are skipped, as Faust's
+            # own iterator skips them.
             if active is None or tp in active or tp in self._buffered_partitions:
                 await self._deliver(receiver, tp, records[tp], generation)
         return rest, active
@@ -111,7 +113,8 @@ class DirectConsumer(faust_aiokafka.Consumer):
         start = self._read_offset[tp]
         if start is not None and records and records[0].offset < start:
             records = [r for r in records if r.offset >= start]
-        self._acked[tp]
+        # Faust's commit looks only at the partitions listed in its acked offsets.
+        self._acked.setdefault(tp, [])
         inbound = self.app.monitor.stream_inbound_time
         for i in range(0, len(records), DELIVERY_SLICE):
             if not self._flowing(generation):
