@@ -1,7 +1,8 @@
-"""One record in, its effects out: the functional core the worker's agents run.
+"""One record in, its effects out: the functional core the worker runs.
 
 The core touches no Kafka and no clock. Each entry point returns a :class:`Result` —
-profile and identity writes, records to send — and the agent carries it out. Three
+profile and identity writes, records to send — and the worker's handler carries it out
+(engine/handler.py). Three
 entry points, one per topic the worker reads:
 
 ``ingest`` (the input topics):
