@@ -46,33 +46,25 @@ class ChangelogTable:
 
     def get(self, key: bytes, partition: int) -> bytes | None:
         """The value of ``key`` in ``partition`` of the table."""
-        db = self._db(partition)
-        return cast("bytes | None", (db if db is not None else self.table.data.data).get(key))
+        return cast("bytes | None", self._rows(partition).get(key))
 
     def set(self, key: bytes, value: bytes, partition: int) -> None:
-        db = self._db(partition)
-        if db is None:
-            self.table.data.data[key] = value
-        else:
-            db.put(key, value)
+        self._rows(partition)[key] = value
         self.outbox.add([Send(self.topic, key, value, [], partition)])
 
     def delete(self, key: bytes, partition: int) -> None:
         """Delete ``key`` (a tombstone on the changelog); nothing if it is absent."""
-        if self.get(key, partition) is None:
+        rows = self._rows(partition)
+        if rows.get(key) is None:
             return
-        db = self._db(partition)
-        if db is None:
-            del self.table.data.data[key]
-        else:
-            db.delete(key)
+        del rows[key]
         self.outbox.add([Send(self.topic, key, None, [], partition)])
 
-    def _db(self, partition: int) -> Any:
-        """The RocksDB of ``partition`` (Faust opens it on first use), or None for the
-        memory store, one dict for all partitions."""
+    def _rows(self, partition: int) -> Any:
+        """The rows of ``partition``: its RocksDB (Faust opens it on first use, raw bytes
+        in and out), or the memory store's one dict for all partitions."""
         store = self.table.data
-        return store._db_for_partition(partition) if self._rocksdb else None
+        return store._db_for_partition(partition) if self._rocksdb else store.data
 
     def _persisted(self, partition: int, offset: int) -> None:
         self.table.data.set_persisted_offset(TP(self.topic, partition), offset)

@@ -90,18 +90,20 @@ class DirectConsumer(faust_aiokafka.Consumer):
         receiver: Receiver | None = getattr(self.app, "receiver", None)
         if not records or receiver is None:
             return records, active
-        ours = [tp for tp in records if tp.topic in receiver.topics]
+        ours: dict[TP, Any] = {}
+        rest: dict[TP, Any] = {}
+        for tp, recs in records.items():
+            (ours if tp.topic in receiver.topics else rest)[tp] = recs
         if not ours:
             return records, active
-        rest = {tp: recs for tp, recs in records.items() if tp.topic not in receiver.topics}
         generation = self.app.consumer_generation_id
-        for tp in ours:
+        for tp, recs in ours.items():
             if not self._flowing(generation):
                 break
             # Records of a partition that is not active (paused) are skipped, as Faust's
             # own iterator skips them.
             if active is None or tp in active or tp in self._buffered_partitions:
-                await self._deliver(receiver, tp, records[tp], generation)
+                await self._deliver(receiver, tp, recs, generation)
         return rest, active
 
     def _flowing(self, generation: int) -> bool:
