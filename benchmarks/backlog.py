@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from benchmarks.procstats import BenchError, Measured, Snapshot, window
 
 POLL_SECONDS = 0.1
+"""How often ``count()`` is asked by default: a shared counter costs nothing to read."""
 PROGRESS_SECONDS = 3.0
 START_SECONDS = 120.0
 """How long a consumer may take to see its first record (group join, Faust start-up)."""
@@ -31,8 +32,9 @@ def drain(
     count: Callable[[], float],
     check: Callable[[], str | None],
     launched: float,
+    poll_seconds: float = POLL_SECONDS,
 ) -> Measured:
-    """Poll ``count()`` every POLL_SECONDS until it reaches ``events``.
+    """Poll ``count()`` every ``poll_seconds`` until it reaches ``events``.
 
     Measured from the first poll that sees an event to the one that sees all of them, plus
     the steady rate between 10% and 90% of them and the start-up time from ``launched``
@@ -63,7 +65,7 @@ def drain(
             rate = (seen - progress[1]) / (now - progress[0])
             say(f"  {label:<8} {seen:>9,.0f} / {events:,} events  {rate:>9,.0f}/s")
             progress = (now, seen)
-        time.sleep(max(0.0, POLL_SECONDS - (time.monotonic() - now)))
+        time.sleep(max(0.0, poll_seconds - (time.monotonic() - now)))
     assert first is not None
     end = Snapshot.take(pid, brokers)
     result = window(first, end, pid, int(seen - count0))

@@ -1,5 +1,9 @@
 """Segue's service-level Prometheus metrics: one registry, base units, bounded labels.
 
+The metrics the worker writes per record are tallies (engine/tallies.py): plain numbers
+the registry collects when scraped, at a fraction of the cost of prometheus_client's own
+metrics. The rest, written now and then or from other threads, are prometheus_client's.
+
 No customer id or other unbounded value is ever a label.
 """
 
@@ -14,11 +18,11 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
-    Summary,
     generate_latest,
 )
 
 from engine.attribution import Lesson
+from engine.tallies import CounterTally, HistogramTally, SummaryTally
 
 # Buckets span a healthy few milliseconds up to the multi-second tail a rebalance causes.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -28,75 +32,75 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.events = Counter(
+        self.events = CounterTally(
             "segue_events_consumed",
             "Input records consumed, by source and event type (invalid when rejected).",
             ["source", "type"],
             registry=r,
         )
-        self.dead_letters = Counter(
+        self.dead_letters = CounterTally(
             "segue_dead_letters", "Records sent to the dead-letter topic.", ["reason"], registry=r
         )
-        self.decisions = Counter(
+        self.decisions = CounterTally(
             "segue_decisions",
             "Decisions made, by action and channel.",
             ["action", "channel"],
             registry=r,
         )
-        self.replayed = Counter(
+        self.replayed = CounterTally(
             "segue_replayed_events",
             "Events skipped because their source offset was already applied.",
             registry=r,
         )
-        self.duplicates = Counter(
+        self.duplicates = CounterTally(
             "segue_duplicates_dropped",
             "Events not applied because their (source, id) was applied within the window.",
             registry=r,
         )
-        self.forwarded = Counter(
+        self.forwarded = CounterTally(
             "segue_events_forwarded",
             "Events re-keyed to the customer they belong to (identity stitching).",
             registry=r,
         )
-        self.rewards = Counter(
+        self.rewards = CounterTally(
             "segue_model_rewards",
             "Lessons the model learned from (see segue_model_lessons), by result: positive "
             "(reward 1) or negative (reward 0).",
             ["outcome"],
             registry=r,
         )
-        self.log_loss = Summary(
+        self.log_loss = SummaryTally(
             "segue_model_log_loss",
             "Online log loss of the next-best-action model: each outcome scored before the "
             "model learns from it (mean over a window: rate of _sum over rate of _count).",
             registry=r,
         )
-        self.lessons = Counter(
+        self.lessons = CounterTally(
             "segue_model_lessons",
             "Settled decisions the model learned from, by how they were settled (outcome, "
             "purchase, expired, evicted; engine/attribution.py) and reward (0 or 1).",
             ["kind", "reward"],
             registry=r,
         )
-        self.revenue = Counter(
+        self.revenue = CounterTally(
             "segue_attributed_revenue",
             "Order amounts credited to the decision (model's or journey's) that preceded "
             "them within the attribution window (engine/attribution.py).",
             registry=r,
         )
-        self.late_outcomes = Counter(
+        self.late_outcomes = CounterTally(
             "segue_outcomes_late",
             "Outcomes that came after their decision's attribution window: they taught "
             "nothing (the decision expired with reward 0).",
             registry=r,
         )
-        self.explored = Counter(
+        self.explored = CounterTally(
             "segue_decisions_explored",
             "Next-best-action decisions chosen by exploration; over segue_decisions_total "
             "(actions other than none) it is the exploration rate.",
             registry=r,
         )
-        self.suppressions = Counter(
+        self.suppressions = CounterTally(
             "segue_suppressions",
             "Candidate contacts (an action on a channel) refused by the contact policy or "
             "the holdout, by reason: no_consent, suppressed_outcome, quiet_hours, cap_*, "
@@ -104,53 +108,53 @@ class Metrics:
             ["reason"],
             registry=r,
         )
-        self.deferred = Counter(
+        self.deferred = CounterTally(
             "segue_journey_acts_deferred",
             "Journey acts deferred by quiet hours to the end of the customer's night.",
             registry=r,
         )
-        self.group_customers = Counter(
+        self.group_customers = CounterTally(
             "segue_group_customers",
             "Known customers first seen by this worker, by group (treated or holdout).",
             ["group"],
             registry=r,
         )
-        self.group_converted = Counter(
+        self.group_converted = CounterTally(
             "segue_group_converted_customers",
             "Customers who placed their first order, by group: over segue_group_customers "
             "it is the group's conversion rate.",
             ["group"],
             registry=r,
         )
-        self.group_orders = Counter(
+        self.group_orders = CounterTally(
             "segue_group_orders", "Orders placed, by group.", ["group"], registry=r
         )
-        self.group_revenue = Counter(
+        self.group_revenue = CounterTally(
             "segue_group_revenue",
             "Order amounts, in the shop's currency, by group: over segue_group_customers it is "
             "revenue per customer, and treated minus holdout is the uplift.",
             ["group"],
             registry=r,
         )
-        self.latency = Histogram(
+        self.latency = HistogramTally(
             "segue_event_to_decision_seconds",
             "From the event's time to its decision being handed to the producer.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.processing = Histogram(
+        self.processing = HistogramTally(
             "segue_processing_seconds",
             "Time spent processing one input record inside the worker.",
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.journey_steps = Counter(
+        self.journey_steps = CounterTally(
             "segue_journey_transitions",
             "Journey entries, acts and exits, by journey and kind (exit reasons grouped).",
             ["journey", "kind"],
             registry=r,
         )
-        self.timers_fired = Counter(
+        self.timers_fired = CounterTally(
             "segue_timer_nudges",
             "Timer nudges processed, by result (fired: a journey moved; stale: nothing due).",
             ["result"],
@@ -164,7 +168,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
-        self.timer_delay = Histogram(
+        self.timer_delay = HistogramTally(
             "segue_timer_delay_seconds",
             "From a journey timer's wake time to the decision it took.",
             buckets=LATENCY_BUCKETS,

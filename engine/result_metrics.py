@@ -7,10 +7,8 @@ never customer ids.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections import Counter
-from typing import Any
 
 from engine.contact_policy import REASONS
 from engine.decide import HOLDOUT
@@ -32,11 +30,11 @@ def observe_result(
     metrics.processing.observe(time.perf_counter() - started)
     if result.event is None:
         source = names.source_of(rec.topic) or "unknown"
-        _child(metrics.events, source, "invalid").inc()
+        metrics.events.labels(source, "invalid").inc()
     else:
-        _child(metrics.events, result.event.source, result.event.type).inc()
+        metrics.events.labels(result.event.source, result.event.type).inc()
     if result.rejection is not None:
-        _child(metrics.dead_letters, result.rejection.error_class).inc()
+        metrics.dead_letters.labels(result.rejection.error_class).inc()
     elif result.status == "replayed":
         metrics.replayed.inc()
     elif result.status == "duplicate":
@@ -45,7 +43,7 @@ def observe_result(
         metrics.forwarded.inc()
     elif result.decision is not None:
         d = result.decision
-        _child(metrics.decisions, d.action, d.channel or "none").inc()
+        metrics.decisions.labels(d.action, d.channel or "none").inc()
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
         if d.explored:
             metrics.explored.inc()
@@ -60,34 +58,26 @@ def _observe_groups(metrics: Metrics, result: Result) -> None:
         if d is None:
             continue
         # Counted first, then added once per reason: a decision point has some nine
-        # candidates, and each ``inc`` takes a lock (a third of this function's time).
+        # candidates, most of them excluded for the same one or two reasons.
         suppressed = Counter(
             c.excluded_by for c in d.candidates if c.excluded_by in SUPPRESSION_REASONS
         )
         for reason, n in suppressed.items():
-            _child(metrics.suppressions, reason).inc(n)
+            metrics.suppressions.labels(reason).inc(n)
         if d.journey is not None and not d.acts and d.reasons[-1].startswith(DEFERRED):
             metrics.deferred.inc()
     if result.group is None:
         return
     if result.new_customer:
-        _child(metrics.group_customers, result.group).inc()
+        metrics.group_customers.labels(result.group).inc()
     ev = result.event
     if ev is not None and ev.source == "purchase" and ev.type == "order_placed":
-        _child(metrics.group_orders, result.group).inc()
+        metrics.group_orders.labels(result.group).inc()
         amount = ev.data.get("amount")
         if isinstance(amount, int | float) and amount > 0:
-            _child(metrics.group_revenue, result.group).inc(amount)
+            metrics.group_revenue.labels(result.group).inc(amount)
         if result.first_order:
-            _child(metrics.group_converted, result.group).inc()
-
-
-@functools.lru_cache(maxsize=4096)
-def _child(metric: Any, *labels: str) -> Any:
-    """``metric.labels(*labels)``, looked up once: prometheus_client validates and locks
-    on every ``labels`` call, a few µs each, three times per event. (Positional labels,
-    in the order engine/metrics.py declares them.)"""
-    return metric.labels(*labels)
+            metrics.group_converted.labels(result.group).inc()
 
 
 def _observe_journeys(metrics: Metrics, result: Result) -> None:
