@@ -49,6 +49,12 @@ class Tables:
         self.identities = identities
         self.timers = timers
 
+    def write_staged(self) -> None:
+        """Into RocksDB with what a slice of records wrote (engine/changelog.py)."""
+        self.profiles.write_staged()
+        self.identities.write_staged()
+        self.timers.write_staged()
+
 
 class ProfileCache:
     """The decoded profiles of the customers seen last (at most ``size``), by key.
@@ -153,6 +159,7 @@ class Handler:
         step = self._steps[tp.topic]
         for r in records:
             self.handle(step, Record(r.topic, r.partition, r.offset, r.key, r.value, [*r.headers]))
+        self._tables.write_staged()
 
     async def delivered(self) -> None:
         # Flushing in its own task, the outbox takes what arrives meanwhile; the consumer

@@ -68,9 +68,9 @@ def web_record(customer: str, event_id: str, offset: int) -> ConsumerRecord[byte
     return ConsumerRecord("cx.web", part, offset, 0, 0, key, value, None, len(key), len(value), [])
 
 
-@pytest.fixture
-def handler(tmp_path: Path) -> Handler:
-    settings = replace(Settings.from_env({}), data_dir=tmp_path, table_store="memory://")
+@pytest.fixture(params=["memory://", "rocksdb://"])
+def handler(tmp_path: Path, request: pytest.FixtureRequest) -> Handler:
+    settings = replace(Settings.from_env({}), data_dir=tmp_path, table_store=request.param)
     receiver: Any = build_app(settings).receiver  # type: ignore[attr-defined]
     assert isinstance(receiver, Handler)
     return receiver
@@ -94,6 +94,8 @@ def test_a_cached_profile_is_the_one_stored_and_is_not_decoded_again(
     assert cached is not None and cached.web_events == 1
     # The object kept is the one whose bytes went to the table.
     assert handler._tables.profiles.get(b"c-1", first.partition) == cached.encode()
+    # In the store itself once the slice is done (RocksDB: its staged batch written).
+    assert handler._tables.profiles._rows(first.partition).get(b"c-1") == cached.encode()
     handler.deliver(tp, [web_record("c-1", "e2", 1)])
     assert decoded == []  # read from the cache
     handler.forget()  # the partitions change

@@ -248,6 +248,13 @@ def test_table_writes_reach_the_partition_at_once_and_the_changelog_with_the_out
         assert (rows.get(b"c-1", 2), rows.get(b"c-2", 2)) == (None, b"v2")
         if store == "rocksdb://":  # one store per partition: not in another partition's
             assert rows.get(b"c-2", 1) is None
+            # Staged until the slice is done, then one batch into the partition's database.
+            db = table.data._db_for_partition(2)
+            db[b"c-1"] = b"v0"
+            assert (db.get(b"c-1"), db.get(b"c-2")) == (b"v0", None)
+            rows.write_staged()
+            assert (db.get(b"c-1"), db.get(b"c-2")) == (None, b"v2")
+            assert (rows.get(b"c-1", 2), rows.get(b"c-2", 2)) == (None, b"v2")
         await box.flush()
         # The broker acknowledges the batch at base offset 40: three records, 40-42.
         producer.futures[0].set_result(RecordMetadata(topic, 2, None, 40, 0, 0, 0))
