@@ -79,6 +79,7 @@ def build_app(
     app = SegueApp(
         settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
+        fetch_min_bytes=settings.fetch_min_bytes,
         broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
         broker_credentials=credentials,
         store=settings.table_store,

@@ -63,6 +63,12 @@ class Settings:
         "latency it adds to an event (Faust's fixed 1,500 ms is overridden, see "
         "engine/transport.py); lower means more empty fetches when idle.",
     )
+    fetch_min_bytes: int = _opt(
+        1,
+        "Data a worker's fetch waits for at the broker, up to the fetch wait, before it "
+        "is answered. 1 answers as soon as anything arrives; more gathers more records "
+        "per fetch, so fewer fetches at moderate rates, at up to the wait in latency.",
+    )
     log_level: str = _opt("info", "Worker log level: debug, info, warning or error.")
     max_event_bytes: int = _opt(
         1_048_576, "Largest accepted event value in bytes; larger ones are dead-lettered."
@@ -161,6 +167,8 @@ class Settings:
             raise SettingsError(f"{env_name('log_level')} must be debug, info, warning or error")
         if not 0 <= self.fetch_max_wait_ms <= 10_000:
             raise SettingsError(f"{env_name('fetch_max_wait_ms')} must be 0 to 10000")
+        if not 1 <= self.fetch_min_bytes <= 52_428_800:
+            raise SettingsError(f"{env_name('fetch_min_bytes')} must be 1 to 52428800")
         if self.attribution_window_seconds < 1:
             raise SettingsError(f"{env_name('attribution_window_seconds')} must be at least 1")
         if self.profile_cache_size < 0:

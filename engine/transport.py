@@ -8,8 +8,12 @@ events on the left-out partition wait with it. Measured with ``make bench`` (iss
 decisions at 300 events/s had p99 223-610 ms with 1,500 ms, against 24-59 ms with
 100 ms. A shorter wait costs only more (empty) fetch requests on an idle worker.
 
-The override is one attribute of the consumer Faust creates, set before it starts (the
-fetcher reads it at start): aiokafka 0.14.0 keeps it as ``_fetch_max_wait_ms``. Both
+The same goes for ``fetch_min_bytes`` (Faust leaves aiokafka's 1): how much data the
+broker waits for, up to the wait, before it answers a fetch (see engine/settings.py).
+
+The overrides are attributes of the consumer Faust creates, set before it starts (the
+fetcher reads them at start): aiokafka 0.14.0 keeps them as ``_fetch_max_wait_ms`` and
+``_fetch_min_bytes``. Both
 versions are pinned in pyproject.toml; tests/unit/test_transport.py checks the value
 on the consumer a worker builds.
 """
@@ -29,6 +33,7 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
+        consumer._fetch_min_bytes = self.app.fetch_min_bytes  # type: ignore[attr-defined]
         return consumer
 
 
@@ -57,8 +62,11 @@ class App(faust.App):
     and hands the records of ``receiver``'s topics to it directly (engine/delivery.py),
     and whose producer runs ``before_flush`` before every flush (so before every commit)."""
 
-    def __init__(self, *args: Any, fetch_max_wait_ms: int, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, fetch_max_wait_ms: int, fetch_min_bytes: int = 1, **kwargs: Any
+    ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         self.before_flush: list[Callable[[], Awaitable[None]]] = []
         self.receiver: Receiver | None = None
         super().__init__(*args, **kwargs)
