@@ -264,4 +264,4 @@ def _rules(
         return STAGE
     if marketing and p.open_tickets:
         return OPEN_TICKET
-    return action.failed(ctx)
+    return action.failed(ctx) if action.when else None  # most actions have no conditions
