@@ -239,7 +239,8 @@ def check(
 class Moment:
     """One customer at one moment, for checking several candidate contacts: the local
     time and the contact counts are worked out once, when the first check needs them
-    (a decision weighs eight or so candidates against the same history)."""
+    (a decision weighs eight or so candidates against the same history), and so is each
+    channel's quiet-hours-or-cap answer, which no action changes."""
 
     def __init__(self, policy: ContactPolicy, p: Profile, now_ms: int) -> None:
         self.policy, self.p, self.now_ms = policy, p, now_ms
@@ -247,6 +248,7 @@ class Moment:
         self._usage: _Usage | None = None
         self._quiet: bool | None = None
         self._limits: dict[str, Reason | None] = {}
+        self._timing: dict[str, Reason | None] = {}
 
     def check(self, action: str, action_class: ActionClass, channel: str) -> Verdict:
         policy, p, now_ms = self.policy, self.p, self.now_ms
@@ -265,17 +267,24 @@ class Moment:
         """The first rule that refuses the contact on ``channel`` itself, or None: what
         ``check`` says before it looks for a quiet-hours fallback, without building a
         verdict (next-best-action weighs each channel's candidates on their own)."""
-        policy, p = self.policy, self.p
+        p = self.p
         if channel in p.opted_out:
             return "no_consent"
         if action_class == "transactional":
             return None
         # Most customers dismissed nothing: no call to find that out per candidate.
-        if p.dismissals and suppressed_until_ms(policy, p, action, self.now_ms) is not None:
+        if p.dismissals and suppressed_until_ms(self.policy, p, action, self.now_ms) is not None:
             return "suppressed_outcome"
-        if channel not in policy.quiet_exempt and self.quiet():
+        if channel not in self._timing:
+            self._timing[channel] = self._timing_of(channel)
+        return self._timing[channel]
+
+    def _timing_of(self, channel: str) -> Reason | None:
+        """Quiet hours, then the caps and the gap, on ``channel``: the rules after the
+        action's own, which read only the channel, the moment and the history."""
+        if channel not in self.policy.quiet_exempt and self.quiet():
             return "quiet_hours"
-        return self.limit(channel)
+        return self.usage().limit(self.policy, channel)
 
     def quiet(self) -> bool:
         """Whether the moment is in the customer's quiet hours."""
@@ -356,8 +365,7 @@ def quiet_hours_end_ms(policy: ContactPolicy, local: datetime, zone: ZoneInfo) -
     return int(datetime.combine(day, policy.quiet_end, tzinfo=zone).timestamp()) * 1000
 
 
-@dataclass(frozen=True, slots=True)
-class _Usage:
+class _Usage(NamedTuple):
     """The contacts that count at one moment: per channel, those of the local day and of
     the seven days back, and the nearest one in time on any channel.
 
@@ -380,11 +388,14 @@ class _Usage:
         week: dict[str, int] = {}
         nearest: int | None = None
         for ch, packed in p.contacts.items():
-            times = contacts.unpack(packed)
-            day[ch] = sum(1 for t in times if datetime.fromtimestamp(t, zone).date() == today)
-            week[ch] = sum(1 for t in times if t > week_start)
-            gap = min(abs(t - now_s) for t in times)
-            nearest = gap if nearest is None else min(nearest, gap)
+            on_day = in_week = 0
+            for t in contacts.unpack(packed):  # one pass: every decision point asks
+                on_day += datetime.fromtimestamp(t, zone).date() == today
+                in_week += t > week_start
+                gap = abs(t - now_s)
+                if nearest is None or gap < nearest:
+                    nearest = gap
+            day[ch], week[ch] = on_day, in_week
         return cls(day, week, nearest)
 
     def limit(self, policy: ContactPolicy, channel: str) -> Reason | None:

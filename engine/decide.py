@@ -95,64 +95,56 @@ def decide(
     stage = stage_of(cat, profile, ev.time_ms) if cat.lifecycle else None
     ctx = {"profile": profile, "event": event_doc(ev), "now": ev.time_ms}
     moment = contact_policy.Moment(cat.contact, p, ev.time_ms)
-    arms = _arms(cat)
-    exclusions: dict[str, str | None] = {}
+    plan = _plan(cat)
+    whys: list[str | None] = []
     why: str | None = None
     last: Action | None = None
-    for arm in arms.values():
+    for arm in plan.arms:
         if arm.action is not last:  # an action's own rules hold on all its channels
             last = arm.action
             why = _rules(p, last, ctx, stage=stage, holdout=holdout)
         # In quiet hours the policy may move the contact to another channel: that
         # channel's own candidates are weighed instead, so this one is refused either way.
-        exclusions[arm.arm] = (
+        whys.append(
             why
             if why is not None
             else moment.refusal(last.action_id, last.action_class, arm.channel)
         )
-    eligible = [arm for arm, why in exclusions.items() if why is None]
-    scores = policy.score_many(x, eligible) if eligible else {}
-    priority = {arm: scores[arm] * arms[arm].action.value * arms[arm].weight for arm in eligible}
-
-    service = [arm for arm in eligible if arms[arm].action.action_class != "marketing"]
-    pool = service or eligible
-    chosen: str | None = None
-    explored = False
-    propensity = 1.0
-    reasons: list[str] = [f"eligible {len(eligible)} of {len(arms)}"]
+    eligible = [arm for arm, why in zip(plan.arms, whys, strict=True) if why is None]
+    reasons: list[str] = [f"eligible {len(eligible)} of {len(plan.arms)}"]
     if holdout:
         reasons.append("holdout group: no marketing actions")
-    if not pool:
+    chosen: _Arm | None = None
+    explored = False
+    propensity = 1.0
+    if not eligible:
+        # Most decision points: every candidate excluded, for the same few reasons.
         reasons.append("no eligible action")
+        candidates = plan.excluded(tuple(whys))
     else:
-        best = max(pool, key=lambda arm: (priority[arm], arm))
-        greedy = best if scores[best] >= cfg.min_score else None
+        scores = policy.score_many(x, [arm.arm for arm in eligible])
+        scored = {arm.arm: _Scored(arm, scores[arm.arm]) for arm in eligible}
+        service = [arm.arm for arm in eligible if arm.action.action_class != "marketing"]
+        pool = service or list(scored)
+        best = scored[max(pool, key=lambda arm: (scored[arm].priority, arm))]
+        greedy = best.arm.arm if best.score >= cfg.min_score else None
         # Service actions are not explored: a customer who needs help gets the best help.
         explorer = EpsilonGreedy(0.0 if service else cfg.exploration_rate)
         choice = explorer.choose(pool, greedy, seed=did)
-        chosen, explored, propensity = choice.arm, choice.explored, choice.propensity
+        explored, propensity = choice.explored, choice.propensity
+        chosen = None if choice.arm is None else scored[choice.arm].arm
         if explored:
             reasons.append("explored: random eligible action")
         elif chosen is None:
-            reasons.append(f"best score {scores[best]:.3f} below min_score {cfg.min_score}")
+            reasons.append(f"best score {best.score:.3f} below min_score {cfg.min_score}")
         else:
             reasons.append("service action first" if service else "highest priority")
-
-    candidates = tuple(
-        _excluded(arms[arm].action.action_id, arms[arm].channel, why)
-        if why is not None
-        else Candidate(
-            action=arms[arm].action.action_id,
-            channel=arms[arm].channel,
-            eligible=True,
-            score=round(scores[arm], 6),
-            priority=round(priority[arm], 6),
+        candidates = tuple(
+            _excluded(arm.action.action_id, arm.channel, why)
+            if why is not None
+            else scored[arm.arm].candidate
+            for arm, why in zip(plan.arms, whys, strict=True)
         )
-        for arm, why in exclusions.items()
-    )
-    action, channel = NO_ACTION, None
-    if chosen is not None:
-        action, channel = arms[chosen].action.action_id, arms[chosen].channel
     return Decision(
         decision_id=did,
         customer_id=p.customer_id,
@@ -160,19 +152,20 @@ def decide(
         event_source=ev.source,
         event_type=ev.type,
         event_time_ms=ev.time_ms,
-        action=action,
-        channel=channel,
-        action_class=arms[chosen].action.action_class if chosen else None,
-        score=round(scores[chosen], 6) if chosen else None,
+        action=NO_ACTION if chosen is None else chosen.action.action_id,
+        channel=None if chosen is None else chosen.channel,
+        action_class=None if chosen is None else chosen.action.action_class,
+        score=None if chosen is None else scored[chosen.arm].candidate.score,
         explored=explored,
         reasons=tuple(reasons),
         model_version=policy.version,
         candidates=candidates,
         features=x,
         decided_at_ms=now_ms,
-        catalogue_version=catalogue_version(cat),
+        catalogue_version=plan.catalogue_version,
         stage=stage,
-        propensity=round(propensity, 6),
+        # 1.0 for a choice no draw could change, the commonest: rounding leaves it so.
+        propensity=1.0 if propensity == 1.0 else round(propensity, 6),
         holdout=holdout,
     )
 
@@ -187,26 +180,69 @@ class _Arm:
     weight: float
 
 
-_ARMS: dict[int, tuple[Catalogue, dict[str, _Arm]]] = {}
+class _Plan:
+    """What ``decide`` needs of a catalogue beyond the catalogue itself, worked out once
+    per catalogue, not per decision (the arms' names, split again and again, and their
+    weights were a tenth of what ``decide`` itself cost)."""
 
-
-def _arms(cat: Catalogue) -> dict[str, _Arm]:
-    """The arms of ``cat`` by ``action:channel``, in catalogue order: worked out once per
-    catalogue, not per decision (their names, split again and again, and their weights
-    were a tenth of what ``decide`` itself cost). Keyed by the catalogue's identity,
-    kept for the one catalogue in force."""
-    hit = _ARMS.get(id(cat))
-    if hit is None or hit[0] is not cat:
-        arms = [
+    def __init__(self, cat: Catalogue) -> None:
+        self.cat = cat
+        self.arms = tuple(
             _Arm(f"{a.action_id}:{ch}", a, ch, cat.levers.weight(a.action_id, ch))
             for a in cat.actions
             if a.next_best_action
             for ch in a.channels
-        ]
-        hit = (cat, {arm.arm: arm for arm in arms})
-        _ARMS.clear()
-        _ARMS[id(cat)] = hit
-    return hit[1]
+        )
+        """Every arm, in catalogue order: the order of a decision's candidates."""
+        self.catalogue_version = catalogue_version(cat)
+        self._excluded: dict[tuple[str | None, ...], tuple[Candidate, ...]] = {}
+
+    def excluded(self, whys: tuple[str | None, ...]) -> tuple[Candidate, ...]:
+        """The candidates of a decision that excluded every arm, the ``i``-th for the
+        reason ``whys[i]``: one tuple per combination of reasons, most decisions being
+        one of a few dozen, kept up to a bound (a catalogue of many arms could make many
+        more)."""
+        found = self._excluded.get(whys)
+        if found is None:
+            if len(self._excluded) >= _MOST_EXCLUSIONS:
+                self._excluded.clear()
+            made: list[Candidate] = []
+            for arm, why in zip(self.arms, whys, strict=True):
+                assert why is not None, "an eligible arm has a score"
+                made.append(_excluded(arm.action.action_id, arm.channel, why))
+            found = self._excluded[whys] = tuple(made)
+        return found
+
+
+_MOST_EXCLUSIONS = 4096
+_PLAN: list[_Plan] = []
+
+
+def _plan(cat: Catalogue) -> _Plan:
+    """The plan of ``cat``, kept for the one catalogue in force."""
+    if not _PLAN or _PLAN[0].cat is not cat:
+        _PLAN[:] = [_Plan(cat)]
+    return _PLAN[0]
+
+
+class _Scored:
+    """An eligible arm with the policy's score, its priority and its candidate entry."""
+
+    __slots__ = ("arm", "candidate", "priority", "score")
+
+    def __init__(self, arm: _Arm, score: float) -> None:
+        self.arm, self.score = arm, score
+        self.priority = score * arm.action.value * arm.weight
+        rounded = round(score, 6)
+        self.candidate = Candidate(
+            action=arm.action.action_id,
+            channel=arm.channel,
+            eligible=True,
+            score=rounded,
+            # Equal to the score when the action's value and weight are 1, the commonest
+            # case: rounded once (a round to 6 decimals is a float-to-decimal conversion).
+            priority=rounded if self.priority == score else round(self.priority, 6),
+        )
 
 
 @lru_cache(maxsize=4096)
@@ -228,4 +264,4 @@ def _rules(
         return STAGE
     if marketing and p.open_tickets:
         return OPEN_TICKET
-    return action.failed(ctx)
+    return action.failed(ctx) if action.when else None  # most actions have no conditions

@@ -76,7 +76,9 @@ def compile_tree(node: Node) -> Run:
         body = FUNCTIONS[op][2]
         if op == "days_since":  # the one function that reads the context's ``now``
             return lambda ctx: body([part(ctx) for part in parts], ctx.get("now"))
-        if len(parts) == 1:  # len(profile.cart): no comprehension (a call of its own)
+        if op == "len":  # len(profile.cart), in many rules: the body's test inlined
+            return _length(parts[0])
+        if len(parts) == 1:  # no comprehension (a call of its own)
             only = parts[0]
             return lambda ctx: body([only(ctx)], None)
         return lambda ctx: body([part(ctx) for part in parts], None)
@@ -176,6 +178,9 @@ def _comparison(op: str, left: Run, right: Run, right_node: Node) -> Run:
 
         def against(ctx: Mapping[str, Any]) -> bool | None:
             value = left(ctx)
+            kind = type(value)
+            if kind is int or kind is float:  # ``_is_number``'s common case, without a call
+                return bool(order(value, bound))
             return bool(order(value, bound)) if _is_number(value) else None
 
         return against
@@ -187,6 +192,16 @@ def _comparison(op: str, left: Run, right: Run, right_node: Node) -> Run:
         return None
 
     return ordering
+
+
+def _length(operand: Run) -> Run:
+    """``len``: the ``FUNCTIONS`` body, without its argument list and two calls."""
+
+    def run(ctx: Mapping[str, Any]) -> int | None:
+        value = operand(ctx)
+        return len(value) if type(value) in _SIZED_TYPES or isinstance(value, _SIZED) else None
+
+    return run
 
 
 def _is_number(value: Any) -> bool:

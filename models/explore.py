@@ -40,12 +40,15 @@ class EpsilonGreedy:
         self.rate = rate
 
     def choose(self, pool: Sequence[str], greedy: str | None, *, seed: str) -> Choice:
-        arms = sorted(pool)
-        if not arms:
+        if not pool:
             return Choice(None, False, 1.0)
-        rng = random.Random(seed)
-        explored = bool(self.rate) and rng.random() < self.rate
-        arm = rng.choice(arms) if explored else greedy
-        p = self.rate / len(arms) if arm is not None else 0.0
+        arm, explored = greedy, False
+        # Seeding a generator from a string hashes it (SHA-512): only when it may draw.
+        if self.rate:
+            rng = random.Random(seed)
+            explored = rng.random() < self.rate
+            if explored:
+                arm = rng.choice(sorted(pool))
+        p = self.rate / len(pool) if arm is not None else 0.0
         p += (1.0 - self.rate) if arm == greedy else 0.0
         return Choice(arm, explored, p)

@@ -30,9 +30,15 @@ def decision_id(customer_id: str, source: str, event_id: str, step: str) -> str:
     return "d-" + digest.hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Candidate:
-    """One (action, channel) pair considered, and what happened to it."""
+    """One (action, channel) pair considered, and what happened to it.
+
+    No ``__slots__``, like ``Decision``: orjson serialises a dataclass from its
+    ``__dict__`` when it has one, and from a slotted one field by field, after a failed
+    ``__dict__`` lookup that raises and clears an ``AttributeError`` per object. A
+    decision and its eight or so candidates cost four times as much to encode slotted,
+    a fifth of the decide step (``benchmarks.core_throughput --workload decide``)."""
 
     action: str
     channel: str
@@ -44,8 +50,11 @@ class Candidate:
     """What arbitration ranks by: score x business value x the action's weight lever."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Decision:
+    """One decision, as the decision topics carry it (``encode``). No ``__slots__``: see
+    ``Candidate``."""
+
     decision_id: str
     customer_id: str
     event_id: str
