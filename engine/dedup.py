@@ -56,6 +56,14 @@ def remember(
     """``seen`` with ``key`` applied at ``time_s``, less the ids older than ``now_s -
     window_s`` and, beyond ``max_ids``, the oldest."""
     new = short_hash(key)
+    if not seen:
+        return {new: time_s}
+    if len(seen) < max_ids and new not in seen:
+        # The common case, told without unpacking: the event is the customer's latest,
+        # nothing fell out of the window and there is room, so it goes last.
+        latest = sum(seen.values())
+        if time_s >= latest and next(iter(seen.values())) >= now_s - window_s:
+            return {**seen, new: time_s - latest}
     stamps = list(accumulate(seen.values()))  # sorted: the memory is kept oldest first
     start = bisect_left(stamps, now_s - window_s)
     hashes, stamps = list(seen)[start:], stamps[start:]

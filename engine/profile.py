@@ -485,9 +485,18 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
     (2, 5.0, None, True)
     """
     now_s = now_ms // 1000
-    recent = decay.at(p.recent, now_s)
-    top = max(p.open_tickets.values(), key=_priority_rank, default=None)
-    reached = sorted(p.contacts.items())
+    recent = p.recent
+    views, bought, interest = decay.weights(recent, now_s)
+    top = max(p.open_tickets.values(), key=_priority_rank, default=None) if p.open_tickets else None
+    cart = p.cart
+    day_ago, week_ago = now_s - DAY_S, now_s - 7 * DAY_S
+    contacts_24h: dict[str, int] = {}
+    contacts_7d: dict[str, int] = {}
+    last_contact: dict[str, int] = {}
+    for ch, t in sorted(p.contacts.items()):
+        contacts_24h[ch] = contacts.since(t, day_ago)
+        contacts_7d[ch] = contacts.since(t, week_ago)
+        last_contact[ch] = contacts.latest(t) * 1000
     return {
         "customer_id": p.customer_id,
         "first_seen_ms": p.first_seen_ms or None,
@@ -497,12 +506,12 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
         "total_spend": p.total_spend,
         "lifetime_value": p.total_spend,
         "last_order_ms": p.last_order_ms or None,
-        "cart": dict(p.cart),
-        "cart_value": round(sum(p.cart.values()), 2),
-        "visits_7d": round(recent.visits, 3),
-        "category_views_7d": {k: round(v, 3) for k, v in recent.categories.items()},
-        "orders_30d": round(recent.orders, 3),
-        "spend_30d": round(recent.spend, 2),
+        "cart": dict(cart),
+        "cart_value": round(sum(cart.values()), 2),
+        "visits_7d": round(recent.visits * views, 3),
+        "category_views_7d": {k: round(v * interest, 3) for k, v in recent.categories.items()},
+        "orders_30d": round(recent.orders * bought, 3),
+        "spend_30d": round(recent.spend * bought, 2),
         "timezone": p.timezone,
         "country": p.country,
         "tier": p.tier,
@@ -514,9 +523,9 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
         "nps": p.nps,
         "nps_ms": p.nps_ms or None,
         "opted_out": list(p.opted_out),
-        "contacts_24h": {ch: contacts.since(t, now_s - DAY_S) for ch, t in reached},
-        "contacts_7d": {ch: contacts.since(t, now_s - 7 * DAY_S) for ch, t in reached},
-        "last_contact_ms": {ch: contacts.latest(t) * 1000 for ch, t in reached},
+        "contacts_24h": contacts_24h,
+        "contacts_7d": contacts_7d,
+        "last_contact_ms": last_contact,
     }
 
 
