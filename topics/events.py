@@ -139,7 +139,10 @@ def _validate(
     if plan is None:
         return Rejection("unknown_event_type", f"{source} has no event type {etype!r}")
 
-    event_id, customer_id, time_ms = doc.get("event_id"), doc.get("customer_id"), doc.get("time")
+    # Any until checked: ``_well_formed`` or ``_checked`` vouches for their types.
+    event_id: Any = doc.get("event_id")
+    customer_id: Any = doc.get("customer_id")
+    time_ms: Any = doc.get("time")
     anonymous_id = doc.get("anonymous_id") if plan.anonymous else None
     if not (
         type(time_ms) is int
@@ -212,9 +215,7 @@ def _plan(contract: Contract) -> _Plan:
     return _Plan(contract, contract.anonymous, rules)
 
 
-_PLANS: Mapping[tuple[str, str], _Plan] = {
-    (c.source, c.type): _plan(c) for c in CURRENT.values()
-}
+_PLANS: Mapping[tuple[str, str], _Plan] = {(c.source, c.type): _plan(c) for c in CURRENT.values()}
 """By (source, type): the contract in force (``topics.contracts.CURRENT``), planned."""
 
 
