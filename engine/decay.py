@@ -142,11 +142,12 @@ def record(
         categories[category] = categories.get(category, 0.0) + weight_interest
         if len(categories) > MAX_CATEGORIES:
             del categories[min(categories, key=categories.__getitem__)]
+    spent = now_spend + spend * weight_bought
     return Activity(
         at_s=at_s,
         visits=_count(now_visits + visits * weight),
         orders=_count(now_orders + orders * weight_bought),
-        spend=max(0.0, round(now_spend + spend * weight_bought, 2)),
+        spend=max(0.0, round(spent, 2)) if spent else 0.0,
         categories={k: c for k, v in categories.items() if (c := round(v, 3)) > 0.0},
     )
 
@@ -169,4 +170,6 @@ def combine(a: Activity, b: Activity) -> Activity:
 
 
 def _count(value: float) -> float:
-    return max(0.0, round(value, 3))
+    """Rounded for storage, never below zero. ``round`` converts to decimal and back,
+    zero included, and most counters of most customers are zero: a zero skips it."""
+    return max(0.0, round(value, 3)) if value else 0.0

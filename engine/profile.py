@@ -497,6 +497,10 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
         contacts_24h[ch] = contacts.since(t, day_ago)
         contacts_7d[ch] = contacts.since(t, week_ago)
         last_contact[ch] = contacts.latest(t) * 1000
+    # ``round`` converts to decimal and back, zero included: skipped for a zero, which
+    # it returns unchanged (most customers have no orders, no spend, an empty cart).
+    visits, orders, spend = recent.visits * views, recent.orders * bought, recent.spend * bought
+    cart_value = sum(cart.values())
     return {
         "customer_id": p.customer_id,
         "first_seen_ms": p.first_seen_ms or None,
@@ -507,11 +511,11 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
         "lifetime_value": p.total_spend,
         "last_order_ms": p.last_order_ms or None,
         "cart": dict(cart),
-        "cart_value": round(sum(cart.values()), 2),
-        "visits_7d": round(recent.visits * views, 3),
+        "cart_value": round(cart_value, 2) if cart_value else cart_value,
+        "visits_7d": round(visits, 3) if visits else visits,
         "category_views_7d": {k: round(v * interest, 3) for k, v in recent.categories.items()},
-        "orders_30d": round(recent.orders * bought, 3),
-        "spend_30d": round(recent.spend * bought, 2),
+        "orders_30d": round(orders, 3) if orders else orders,
+        "spend_30d": round(spend, 2) if spend else spend,
         "timezone": p.timezone,
         "country": p.country,
         "tier": p.tier,
