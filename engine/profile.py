@@ -60,8 +60,10 @@ DAY_S = 86_400
 class Profile:
     """Not slotted: a profile is built once or more per event (``decode``,
     ``apply_event``, each contact), and a frozen slotted object is filled one
-    ``object.__setattr__`` per field, 30 of them; an instance dict is filled by one
-    ``dict.update``, about four times faster (``changed``, ``_built``)."""
+    ``object.__setattr__`` per field, 30 of them; an instance dict is set whole, about
+    four times faster (``changed``, ``_built``). Reading a field of such a profile is no
+    slower (0.09 against 0.14 µs for eight fields, the interpreter caching where each
+    read site finds its field)."""
 
     customer_id: str
     first_seen_ms: int = 0
@@ -135,11 +137,10 @@ class Profile:
 
 
 def changed(p: Profile, **changes: Any) -> Profile:
-    """``dataclasses.replace`` for profiles, at a tenth of its cost: a profile changes
-    once or more per event, and ``replace`` re-runs ``__init__`` with every field checked
-    and set one ``object.__setattr__`` at a time. Here the fields are copied in one
-    ``dict.update`` of the instance dict. A name that is not a field raises, as
-    ``replace`` would.
+    """``dataclasses.replace`` for profiles, cheaper: a profile changes once or more per
+    event, and ``replace`` re-runs ``__init__`` with every field checked and set one
+    ``object.__setattr__`` at a time. Here the instance dict is copied whole, with the
+    changes in it. A name that is not a field raises, as ``replace`` would.
 
     >>> changed(Profile("c1"), orders=2).orders
     2
@@ -175,9 +176,9 @@ def _stored(obj: Any) -> Any:
 
 def _document(p: Profile) -> dict[str, Any]:
     """The fields not at their default, in field order, as plain JSON values: built in
-    one pass here rather than by an orjson ``default`` call per nested object (one per
-    pending decision, membership, counter set), which was a third of what encoding
-    cost."""
+    one pass here rather than by an orjson ``default`` call per nested object (the
+    profile, each pending decision, membership and counter set), each a Python call
+    that tried four ``isinstance`` checks first."""
     # All values in one attrgetter call: a getattr per field was half of encode.
     doc = {
         name: v
@@ -208,8 +209,8 @@ def _journeys_doc(mem: JourneyMemory) -> dict[str, Any]:
 def _built(doc: dict[str, Any]) -> Profile:
     """``Profile(**doc)`` without the dataclass ``__init__``, which sets 30 frozen fields
     one ``object.__setattr__`` at a time (a tenth of the core's CPU went to building
-    objects): the constant defaults, then ``doc``, each copied in one ``dict.update`` of
-    the instance dict, then a fresh object for each default made by a factory. Raises
+    objects): the constant defaults and ``doc`` merged into the instance dict, then a
+    fresh object for each default made by a factory. Raises
     TypeError for a name that is not a field or a missing ``customer_id``, as
     ``__init__`` would."""
     if "customer_id" not in doc:
