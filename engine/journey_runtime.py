@@ -184,6 +184,7 @@ def on_time(
             run.now = member.wake_at_ms
             if run.paused(journey):
                 # The wait is over but the next step must wait for the ticket to close.
+                run.moved = True
                 run.active[journey.id] = replace(member, wake_at_ms=None, held=True)
             else:
                 run.steps(journey, member, _after_timer(journey, member), None)
@@ -296,16 +297,23 @@ def _act_id(member: Membership, step_id: str, step_since_ms: int) -> str:
 
 class _Run:
     """The working copy of one call: mutable dicts, frozen again by ``memory()``.
-    Local to one call, so the public functions stay pure."""
+    Local to one call, so the public functions stay pure. ``moved`` tells whether any
+    of them changed: most events a customer's journeys check move none, and then
+    ``memory()`` hands back the memory it was given, which tells the caller so without
+    comparing every membership."""
 
     def __init__(self, mem: JourneyMemory, profile: Mapping[str, Any], now_ms: int) -> None:
+        self.given = mem
         self.active = dict(mem.active)
         self.last_exit = dict(mem.last_exit_ms)
         self.entries = dict(mem.entries)
         self.profile, self.now = profile, now_ms
         self.out: list[Command] = []
+        self.moved = False
 
     def memory(self) -> JourneyMemory:
+        if not self.moved:
+            return self.given
         return JourneyMemory(self.active, self.last_exit, self.entries)
 
     def ctx(self, event: Mapping[str, Any] | None, member: Membership) -> dict[str, Any]:
@@ -316,6 +324,7 @@ class _Run:
         return journey.pause_on_open_ticket and bool(self.profile.get("open_tickets"))
 
     def end(self, journey_id: str, reason: str) -> None:
+        self.moved = True
         del self.active[journey_id]
         self.last_exit[journey_id] = self.now
         self.out.append(Exited(journey_id, reason))
@@ -343,6 +352,7 @@ class _Run:
             return
         if active:
             self.end(jid, "re-entered")
+        self.moved = True
         captured = {name: rule.evaluate(ctx) for name, rule in journey.capture}
         self.entries[jid] = self.entries.get(jid, 0) + 1
         self.out.append(Entered(jid))
@@ -376,6 +386,7 @@ class _Run:
     ) -> None:
         """Rule 4: run from ``step_id`` until a wait, a hold or the end."""
         jid, paused = journey.id, self.paused(journey)
+        self.moved = True
         self.active[jid] = member
         for _ in range(MAX_STEPS):
             if step_id is None:

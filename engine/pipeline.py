@@ -302,8 +302,9 @@ class Core:
         )
         result = Result("applied", event=ev)
         # Asked once: the group, the journeys and next-best-action all need the answer.
-        holdout = not profile.anonymous and in_holdout(profile.customer_id, self.cfg)
-        if not profile.anonymous:
+        known = not profile.anonymous  # a customer, not a visitor known by a cookie
+        holdout = known and in_holdout(profile.customer_id, self.cfg)
+        if known:
             result.group = HOLDOUT if holdout else "treated"
             result.new_customer = stored is None
             result.first_order = profile.orders > before.orders == 0
@@ -324,11 +325,11 @@ class Core:
         profile, result.late_outcomes = settled.profile, settled.late
         result.revenue = settled.revenue
         self._learn(result, settled.leaving)
-        point = not profile.anonymous and f"{ev.source}.{ev.type}" in TRIGGERS
+        point = known and f"{ev.source}.{ev.type}" in TRIGGERS
         # The profile as conditions read it, worked out once for the journeys and
         # next-best-action both: computing it twice per decision point cost 5% of the core.
         picture = view(profile, ev.time_ms) if point else None
-        if not profile.anonymous:
+        if known:
             # Journeys first: their exits see this event before anything acts on it.
             done = orchestrate.on_event(
                 state.catalogue,

@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from topics.contracts import CURRENT, Field
-from topics.events import Event, Rejection, parse_event
+from topics.events import _PLANS, Event, Rejection, _checked, _well_formed, parse_event
 
 NOW = 1_800_000_000_000
 SOURCES = sorted({c.source for c in CURRENT.values()})
@@ -155,3 +155,34 @@ def test_every_input_is_accepted_or_rejected_with_a_reason(
         assert isinstance(result, Event)
         assert result.event_id and (result.customer_id or result.anonymous_id)
         assert result.time_ms <= NOW + 300_000
+
+
+@settings(max_examples=3_000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=valid_or_mutated())
+def test_the_one_pass_check_accepts_exactly_what_the_field_by_field_check_accepts(
+    case: tuple[str, bytes],
+) -> None:
+    """Scenario: a well-formed event is checked in one pass (``_well_formed``), anything
+    else field by field (``_checked``), which names each problem. We expect the one pass
+    to accept only what the field by field check accepts, and every such event with an
+    epoch-millisecond time, so that no event's fate depends on which check ran."""
+    source, value = case
+    doc = orjson.loads(value)
+    etype = doc.get("type")
+    # A type that is not one of the source's is rejected before either check.
+    assume(isinstance(etype, str) and (source, etype) in _PLANS)
+    plan = _PLANS[source, etype]
+    anonymous_id = doc.get("anonymous_id") if plan.anonymous else None
+    time_ms = doc.get("time")
+    one_pass = (
+        type(time_ms) is int
+        and time_ms >= 0
+        and (doc.get("customer_id") is not None or anonymous_id is not None)
+        and _well_formed(doc, plan.rules)
+    )
+    by_field = not isinstance(_checked(doc, plan.contract, anonymous_id), Rejection)
+    event("accepted" if by_field else "rejected")
+    if type(time_ms) is int:
+        assert one_pass == by_field
+    else:
+        assert not one_pass
