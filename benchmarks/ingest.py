@@ -248,8 +248,8 @@ def measure_baseline(
 
 SCRAPE_SECONDS = 0.5
 """How often the worker's /metrics is read while it drains its backlog. A scrape costs
-the worker 2-3 ms of its one core (the whole exposition is rendered); ten a second took
-some 3% of what it could decide, where Prometheus scrapes every 15 s. The start and the
+the worker 2-3 ms of its one core (the whole exposition is rendered): ten a second are
+2-3% of that core, where Prometheus scrapes every 15 s. The start and the
 end of the count are both up to this late, so the events/s lose little (a 20 s drain:
 about 1%)."""
 
