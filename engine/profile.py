@@ -37,7 +37,6 @@ from engine.decay import Activity
 from engine.dedup import short_hash
 from engine.journey_memory import (
     JourneyMemory,
-    Membership,
     membership_to_list,
     memory_from_doc,
 )
@@ -128,7 +127,10 @@ class Profile:
         """JSON without the fields at their default (``decode`` fills them in), pending
         decisions as lists: about a quarter fewer bytes than orjson's own form."""
         return orjson.dumps(
-            _document(self), default=_stored, option=orjson.OPT_PASSTHROUGH_DATACLASS
+            # Everything nested is converted by ``_document``; a dataclass left over is
+            # an error (orjson's own form of it would be another stored format).
+            _document(self),
+            option=orjson.OPT_PASSTHROUGH_DATACLASS,
         )
 
     @classmethod
@@ -156,22 +158,6 @@ _new, _set = object.__new__, object.__setattr__
 # A fresh instance dict set whole, rather than the one ``vars`` makes for a new object
 # and then fills: the interpreter's fast attribute reads (a dict hint per read site)
 # apply to this one, and a profile is read some hundred times per event.
-
-
-def _stored(obj: Any) -> Any:
-    """The stored form of what ``_document`` leaves to orjson: nothing in a profile built
-    by this module, but whatever a caller put in a field is written as before."""
-    if isinstance(obj, Pending):
-        return obj.to_list()
-    if isinstance(obj, Membership):
-        return membership_to_list(obj)
-    if isinstance(obj, JourneyMemory):
-        return _journeys_doc(obj)
-    if isinstance(obj, Profile):
-        return _document(obj)
-    if isinstance(obj, Activity):
-        return _activity_doc(obj)
-    raise TypeError(f"{type(obj).__name__} is not part of a profile")
 
 
 def _document(p: Profile) -> dict[str, Any]:

@@ -24,9 +24,10 @@ seen_total{kind="cat"} 3.0
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
-from typing import Generic, TypeVar, cast
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from prometheus_client import CollectorRegistry, utils
 from prometheus_client.core import (
@@ -53,6 +54,9 @@ class Count:
             raise ValueError(f"counters only go up: inc({amount})")
         self.value += amount
 
+    def report(self, family: CounterMetricFamily, values: list[str]) -> None:
+        family.add_metric(values, self.value)
+
 
 class Buckets:
     """One histogram series: the observations per bucket (not cumulative) and their sum.
@@ -70,6 +74,13 @@ class Buckets:
         self.counts[bisect_left(self.bounds, value)] += 1
         self.total += value
 
+    def report(self, family: HistogramMetricFamily, values: list[str]) -> None:
+        cumulative, running = [], 0
+        for bound, n in zip(self.bounds, self.counts, strict=True):
+            running += n
+            cumulative.append((_bound(bound), running))
+        family.add_metric(values, cumulative, self.total)
+
 
 class Mean:
     """One summary series: a count and a sum, no quantiles (as prometheus_client's)."""
@@ -84,12 +95,18 @@ class Mean:
         self.count += 1
         self.total += value
 
+    def report(self, family: SummaryMetricFamily, values: list[str]) -> None:
+        family.add_metric(values, self.count, self.total)
+
 
 S = TypeVar("S", Count, Buckets, Mean)
 
 
-class _Tally(Generic[S]):
-    """A metric's series by label values, registered with ``registry`` as a collector."""
+class _Tally(ABC, Generic[S]):
+    """A metric's series by label values, registered with ``registry`` as a collector:
+    a scrape gets one ``family`` with each series reported into it."""
+
+    family: ClassVar[Callable[..., Any]]
 
     def __init__(
         self,
@@ -107,8 +124,9 @@ class _Tally(Generic[S]):
             self._series[()] = self._new()  # exposed from the start, at zero
         registry.register(self)
 
+    @abstractmethod
     def _new(self) -> S:
-        raise NotImplementedError
+        """A new series, at zero."""
 
     def labels(self, *values: str, **named: str) -> S:
         """The series of these label values (positional, in declared order, or by name),
@@ -142,32 +160,26 @@ class _Tally(Generic[S]):
     def collect(self) -> Iterator[Metric]:
         family = self._family()
         for values, series in list(self._series.items()):
-            self._add(family, list(values), series)
+            series.report(family, list(values))
         yield family
 
-    def _family(self) -> Metric:
-        raise NotImplementedError
-
-    def _add(self, family: Metric, values: list[str], series: S) -> None:
-        raise NotImplementedError
+    def _family(self) -> Any:
+        return self.family(self.name, self.documentation, labels=self.labelnames)
 
 
 class CounterTally(_Tally[Count]):
+    family = CounterMetricFamily
+
     def _new(self) -> Count:
         return Count()
 
     def inc(self, amount: float = 1.0) -> None:
         self._unlabelled().inc(amount)
 
-    def _family(self) -> Metric:
-        return CounterMetricFamily(self.name, self.documentation, labels=self.labelnames)
-
-    def _add(self, family: Metric, values: list[str], series: Count) -> None:
-        assert isinstance(family, CounterMetricFamily)
-        family.add_metric(values, series.value)
-
 
 class HistogramTally(_Tally[Buckets]):
+    family = HistogramMetricFamily
+
     def __init__(
         self,
         name: str,
@@ -189,28 +201,12 @@ class HistogramTally(_Tally[Buckets]):
     def observe(self, value: float) -> None:
         self._unlabelled().observe(value)
 
-    def _family(self) -> Metric:
-        return HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
-
-    def _add(self, family: Metric, values: list[str], series: Buckets) -> None:
-        assert isinstance(family, HistogramMetricFamily)
-        cumulative, running = [], 0
-        for bound, n in zip(self.bounds, series.counts, strict=True):
-            running += n
-            cumulative.append((_bound(bound), running))
-        family.add_metric(values, cumulative, series.total)
-
 
 class SummaryTally(_Tally[Mean]):
+    family = SummaryMetricFamily
+
     def _new(self) -> Mean:
         return Mean()
 
     def observe(self, value: float) -> None:
         self._unlabelled().observe(value)
-
-    def _family(self) -> Metric:
-        return SummaryMetricFamily(self.name, self.documentation, labels=self.labelnames)
-
-    def _add(self, family: Metric, values: list[str], series: Mean) -> None:
-        assert isinstance(family, SummaryMetricFamily)
-        family.add_metric(values, series.count, series.total)

@@ -63,7 +63,7 @@ class App(faust.App):
     and whose producer runs ``before_flush`` before every flush (so before every commit)."""
 
     def __init__(
-        self, *args: Any, fetch_max_wait_ms: int, fetch_min_bytes: int = 1, **kwargs: Any
+        self, *args: Any, fetch_max_wait_ms: int, fetch_min_bytes: int, **kwargs: Any
     ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.fetch_min_bytes = fetch_min_bytes
