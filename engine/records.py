@@ -4,7 +4,7 @@ CloudEvents headers, the worker's own forwarded-event format, and key routing.""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
+from engine.frozen import immutable
 from engine.profile import Profile
 from topics.catalogue import TopicNames
 from topics.decisions import Decision
@@ -20,7 +21,7 @@ from topics.events import Event, Rejection
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Record:
     """A raw record as read from a topic."""
 
@@ -32,7 +33,7 @@ class Record:
     headers: Sequence[tuple[str, bytes]] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Send:
     topic: str
     key: bytes | None

@@ -8,7 +8,6 @@ never customer ids.
 from __future__ import annotations
 
 import time
-from collections import Counter
 
 from engine.contact_policy import REASONS
 from engine.decide import HOLDOUT
@@ -58,10 +57,12 @@ def _observe_groups(metrics: Metrics, result: Result) -> None:
         if d is None:
             continue
         # Counted first, then added once per reason: a decision point has some nine
-        # candidates, most of them excluded for the same one or two reasons.
-        suppressed = Counter(
-            c.excluded_by for c in d.candidates if c.excluded_by in SUPPRESSION_REASONS
-        )
+        # candidates, most of them excluded for the same one or two reasons. A plain
+        # dict: a ``Counter`` of them cost 2.5 µs, most of it its __init__ and checks.
+        suppressed: dict[str, int] = {}
+        for c in d.candidates:
+            if (reason := c.excluded_by) in SUPPRESSION_REASONS:
+                suppressed[reason] = suppressed.get(reason, 0) + 1
         for reason, n in suppressed.items():
             metrics.suppressions.labels(reason).inc(n)
         if d.journey is not None and not d.acts and d.reasons[-1].startswith(DEFERRED):
