@@ -31,7 +31,7 @@ from engine.profile import Profile, view
 from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
-from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
+from topics.decisions import NO_ACTION, Candidate, Decision, assembled, decision_id
 from topics.events import Event
 
 STEP = "nba"
@@ -145,28 +145,33 @@ def decide(
             else scored[arm.arm].candidate
             for arm, why in zip(plan.arms, whys, strict=True)
         )
-    return Decision(
-        decision_id=did,
-        customer_id=p.customer_id,
-        event_id=ev.event_id,
-        event_source=ev.source,
-        event_type=ev.type,
-        event_time_ms=ev.time_ms,
-        action=NO_ACTION if chosen is None else chosen.action.action_id,
-        channel=None if chosen is None else chosen.channel,
-        action_class=None if chosen is None else chosen.action.action_class,
-        score=None if chosen is None else scored[chosen.arm].candidate.score,
-        explored=explored,
-        reasons=tuple(reasons),
-        model_version=policy.version,
-        candidates=candidates,
-        features=x,
-        decided_at_ms=now_ms,
-        catalogue_version=plan.catalogue_version,
-        stage=stage,
-        # 1.0 for a choice no draw could change, the commonest: rounding leaves it so.
-        propensity=1.0 if propensity == 1.0 else round(propensity, 6),
-        holdout=holdout,
+    # Every field, in field order (``assembled``; the unit tests check the order).
+    return assembled(
+        Decision,
+        {
+            "decision_id": did,
+            "customer_id": p.customer_id,
+            "event_id": ev.event_id,
+            "event_source": ev.source,
+            "event_type": ev.type,
+            "event_time_ms": ev.time_ms,
+            "action": NO_ACTION if chosen is None else chosen.action.action_id,
+            "channel": None if chosen is None else chosen.channel,
+            "action_class": None if chosen is None else chosen.action.action_class,
+            "score": None if chosen is None else scored[chosen.arm].candidate.score,
+            "explored": explored,
+            "reasons": tuple(reasons),
+            "model_version": policy.version,
+            "candidates": candidates,
+            "features": x,
+            "decided_at_ms": now_ms,
+            "journey": None,
+            "catalogue_version": plan.catalogue_version,
+            "stage": stage,
+            # 1.0 for a choice no draw could change, the commonest: rounding leaves it so.
+            "propensity": 1.0 if propensity == 1.0 else round(propensity, 6),
+            "holdout": holdout,
+        },
     )
 
 
@@ -234,14 +239,19 @@ class _Scored:
         self.arm, self.score = arm, score
         self.priority = score * arm.action.value * arm.weight
         rounded = round(score, 6)
-        self.candidate = Candidate(
-            action=arm.action.action_id,
-            channel=arm.channel,
-            eligible=True,
-            score=rounded,
-            # Equal to the score when the action's value and weight are 1, the commonest
-            # case: rounded once (a round to 6 decimals is a float-to-decimal conversion).
-            priority=rounded if self.priority == score else round(self.priority, 6),
+        self.candidate = assembled(
+            Candidate,
+            {
+                "action": arm.action.action_id,
+                "channel": arm.channel,
+                "eligible": True,
+                "excluded_by": None,
+                "score": rounded,
+                # Equal to the score when the action's value and weight are 1, the
+                # commonest case: rounded once (a round to 6 decimals is a
+                # float-to-decimal conversion).
+                "priority": rounded if self.priority == score else round(self.priority, 6),
+            },
         )
 
 
