@@ -88,10 +88,10 @@ def decide(
     ``view(p, ev.time_ms)`` when the caller has them already (the pipeline works each
     out once per event)."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
-    x = features(p, ev)
     if holdout is None:
         holdout = in_holdout(p.customer_id, cfg)
     profile = view(p, ev.time_ms) if profile_view is None else profile_view
+    x = features(p, ev, web_events=profile["web_events"])
     stage = stage_of(cat, profile, ev.time_ms) if cat.lifecycle else None
     ctx = {"profile": profile, "event": event_doc(ev), "now": ev.time_ms}
     moment = contact_policy.Moment(cat.contact, p, ev.time_ms)
