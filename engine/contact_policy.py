@@ -308,7 +308,7 @@ class Moment:
     def usage(self) -> _Usage:
         if self._usage is None:
             zone, local = self.local()
-            self._usage = _Usage.of(self.p, self.now_ms, local.date(), zone)
+            self._usage = _Usage.of(self.policy, self.p, self.now_ms, local.date(), zone)
         return self._usage
 
 
@@ -367,7 +367,8 @@ def quiet_hours_end_ms(policy: ContactPolicy, local: datetime, zone: ZoneInfo) -
 
 class _Usage(NamedTuple):
     """The contacts that count at one moment: per channel, those of the local day and of
-    the seven days back, and the nearest one in time on any channel.
+    the seven days back, and what the total caps and the gap say, which is the same for
+    every channel (worked out once: a decision asks about four channels).
 
     Counts every contact of the local day ``today``, and of the seven days back from
     ``now_ms``. A contact recorded after ``now_ms`` (the decision of a later event,
@@ -378,10 +379,14 @@ class _Usage(NamedTuple):
 
     day: dict[str, int]
     week: dict[str, int]
-    nearest_s: int | None
+    overall: Reason | None
+    """``cap_total_day``, ``cap_total_week`` or ``min_gap``, the first that refuses a
+    contact on any channel, or None."""
 
     @classmethod
-    def of(cls, p: Profile, now_ms: int, today: date, zone: ZoneInfo) -> _Usage:
+    def of(
+        cls, policy: ContactPolicy, p: Profile, now_ms: int, today: date, zone: ZoneInfo
+    ) -> _Usage:
         now_s = now_ms // 1000
         week_start = now_s - WEEK_S
         day: dict[str, int] = {}
@@ -396,19 +401,20 @@ class _Usage(NamedTuple):
                 if nearest is None or gap < nearest:
                     nearest = gap
             day[ch], week[ch] = on_day, in_week
-        return cls(day, week, nearest)
+        overall: Reason | None = None
+        if sum(day.values()) >= policy.total_cap.day:
+            overall = "cap_total_day"
+        elif sum(week.values()) >= policy.total_cap.week:
+            overall = "cap_total_week"
+        elif nearest is not None and nearest < policy.min_gap_s:
+            overall = "min_gap"
+        return cls(day, week, overall)
 
     def limit(self, policy: ContactPolicy, channel: str) -> Reason | None:
         """The first cap or gap that refuses a contact on ``channel``, if any."""
-        cap = policy.cap(channel)
+        cap = policy.channel_caps.get(channel, policy.other_channel_cap)  # ``policy.cap``
         if self.day.get(channel, 0) >= cap.day:
             return "cap_channel_day"
         if self.week.get(channel, 0) >= cap.week:
             return "cap_channel_week"
-        if sum(self.day.values()) >= policy.total_cap.day:
-            return "cap_total_day"
-        if sum(self.week.values()) >= policy.total_cap.week:
-            return "cap_total_week"
-        if self.nearest_s is not None and self.nearest_s < policy.min_gap_s:
-            return "min_gap"
-        return None
+        return self.overall
