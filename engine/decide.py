@@ -97,6 +97,7 @@ def decide(
     moment = contact_policy.Moment(cat.contact, p, ev.time_ms)
     plan = _plan(cat)
     whys: list[str | None] = []
+    eligible: list[_Arm] = []
     why: str | None = None
     last: Action | None = None
     for arm in plan.arms:
@@ -105,13 +106,15 @@ def decide(
             why = _rules(p, last, ctx, stage=stage, holdout=holdout)
         # In quiet hours the policy may move the contact to another channel: that
         # channel's own candidates are weighed instead, so this one is refused either way.
-        whys.append(
+        refused = (
             why
             if why is not None
             else moment.refusal(last.action_id, last.action_class, arm.channel)
         )
-    eligible = [arm for arm, why in zip(plan.arms, whys, strict=True) if why is None]
-    reasons: list[str] = [f"eligible {len(eligible)} of {len(plan.arms)}"]
+        whys.append(refused)
+        if refused is None:
+            eligible.append(arm)
+    reasons: list[str] = [plan.counted[len(eligible)]]
     if holdout:
         reasons.append("holdout group: no marketing actions")
     chosen: _Arm | None = None
@@ -199,6 +202,8 @@ class _Plan:
             for ch in a.channels
         )
         """Every arm, in catalogue order: the order of a decision's candidates."""
+        self.counted = tuple(f"eligible {n} of {len(self.arms)}" for n in range(len(self.arms) + 1))
+        """A decision's first reason, by its number of eligible arms (formatted once)."""
         self.catalogue_version = catalogue_version(cat)
         self._excluded: dict[tuple[str | None, ...], tuple[Candidate, ...]] = {}
 
