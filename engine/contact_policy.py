@@ -368,7 +368,8 @@ def quiet_hours_end_ms(policy: ContactPolicy, local: datetime, zone: ZoneInfo) -
 class _Usage(NamedTuple):
     """The contacts that count at one moment: per channel, those of the local day and of
     the seven days back, and what the total caps and the gap say, which is the same for
-    every channel (worked out once: a decision asks about four channels).
+    every channel (worked out once: a decision asks about four channels, and summing
+    the counts per channel cost ~6k instructions per decision point).
 
     Counts every contact of the local day ``today``, and of the seven days back from
     ``now_ms``. A contact recorded after ``now_ms`` (the decision of a later event,
