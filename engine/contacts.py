@@ -44,7 +44,16 @@ def add(history: History, channel: str, time_s: int) -> dict[str, tuple[int, ...
 
 def since(packed: tuple[int, ...], start_s: int) -> int:
     """How many contacts are at or after ``start_s``."""
-    return sum(1 for t in unpack(packed) if t >= start_s)
+    return count_since(unpack(packed), start_s)
+
+
+def count_since(times: list[int], start_s: int) -> int:
+    """How many of the unpacked ``times`` are at or after ``start_s``.
+
+    >>> count_since([10, 20, 30], 20), count_since([], 5)
+    (2, 0)
+    """
+    return sum([t >= start_s for t in times])
 
 
 def latest(packed: tuple[int, ...]) -> int:

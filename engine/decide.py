@@ -31,7 +31,7 @@ from engine.profile import Profile, view
 from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
-from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
+from topics.decisions import NO_ACTION, Candidate, Decision, assembled, decision_id
 from topics.events import Event
 
 STEP = "nba"
@@ -88,15 +88,16 @@ def decide(
     ``view(p, ev.time_ms)`` when the caller has them already (the pipeline works each
     out once per event)."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
-    x = features(p, ev)
     if holdout is None:
         holdout = in_holdout(p.customer_id, cfg)
     profile = view(p, ev.time_ms) if profile_view is None else profile_view
+    x = features(p, ev, web_events=profile["web_events"])
     stage = stage_of(cat, profile, ev.time_ms) if cat.lifecycle else None
     ctx = {"profile": profile, "event": event_doc(ev), "now": ev.time_ms}
     moment = contact_policy.Moment(cat.contact, p, ev.time_ms)
     plan = _plan(cat)
     whys: list[str | None] = []
+    eligible: list[_Arm] = []
     why: str | None = None
     last: Action | None = None
     for arm in plan.arms:
@@ -105,13 +106,15 @@ def decide(
             why = _rules(p, last, ctx, stage=stage, holdout=holdout)
         # In quiet hours the policy may move the contact to another channel: that
         # channel's own candidates are weighed instead, so this one is refused either way.
-        whys.append(
+        refused = (
             why
             if why is not None
             else moment.refusal(last.action_id, last.action_class, arm.channel)
         )
-    eligible = [arm for arm, why in zip(plan.arms, whys, strict=True) if why is None]
-    reasons: list[str] = [f"eligible {len(eligible)} of {len(plan.arms)}"]
+        whys.append(refused)
+        if refused is None:
+            eligible.append(arm)
+    reasons: list[str] = [plan.counted[len(eligible)]]
     if holdout:
         reasons.append("holdout group: no marketing actions")
     chosen: _Arm | None = None
@@ -145,28 +148,33 @@ def decide(
             else scored[arm.arm].candidate
             for arm, why in zip(plan.arms, whys, strict=True)
         )
-    return Decision(
-        decision_id=did,
-        customer_id=p.customer_id,
-        event_id=ev.event_id,
-        event_source=ev.source,
-        event_type=ev.type,
-        event_time_ms=ev.time_ms,
-        action=NO_ACTION if chosen is None else chosen.action.action_id,
-        channel=None if chosen is None else chosen.channel,
-        action_class=None if chosen is None else chosen.action.action_class,
-        score=None if chosen is None else scored[chosen.arm].candidate.score,
-        explored=explored,
-        reasons=tuple(reasons),
-        model_version=policy.version,
-        candidates=candidates,
-        features=x,
-        decided_at_ms=now_ms,
-        catalogue_version=plan.catalogue_version,
-        stage=stage,
-        # 1.0 for a choice no draw could change, the commonest: rounding leaves it so.
-        propensity=1.0 if propensity == 1.0 else round(propensity, 6),
-        holdout=holdout,
+    # Every field, in field order (``assembled``; the unit tests check the order).
+    return assembled(
+        Decision,
+        {
+            "decision_id": did,
+            "customer_id": p.customer_id,
+            "event_id": ev.event_id,
+            "event_source": ev.source,
+            "event_type": ev.type,
+            "event_time_ms": ev.time_ms,
+            "action": NO_ACTION if chosen is None else chosen.action.action_id,
+            "channel": None if chosen is None else chosen.channel,
+            "action_class": None if chosen is None else chosen.action.action_class,
+            "score": None if chosen is None else scored[chosen.arm].candidate.score,
+            "explored": explored,
+            "reasons": tuple(reasons),
+            "model_version": policy.version,
+            "candidates": candidates,
+            "features": x,
+            "decided_at_ms": now_ms,
+            "journey": None,
+            "catalogue_version": plan.catalogue_version,
+            "stage": stage,
+            # 1.0 for a choice no draw could change, the commonest: rounding leaves it so.
+            "propensity": 1.0 if propensity == 1.0 else round(propensity, 6),
+            "holdout": holdout,
+        },
     )
 
 
@@ -194,6 +202,8 @@ class _Plan:
             for ch in a.channels
         )
         """Every arm, in catalogue order: the order of a decision's candidates."""
+        self.counted = tuple(f"eligible {n} of {len(self.arms)}" for n in range(len(self.arms) + 1))
+        """A decision's first reason, by its number of eligible arms (formatted once)."""
         self.catalogue_version = catalogue_version(cat)
         self._excluded: dict[tuple[str | None, ...], tuple[Candidate, ...]] = {}
 
@@ -234,14 +244,19 @@ class _Scored:
         self.arm, self.score = arm, score
         self.priority = score * arm.action.value * arm.weight
         rounded = round(score, 6)
-        self.candidate = Candidate(
-            action=arm.action.action_id,
-            channel=arm.channel,
-            eligible=True,
-            score=rounded,
-            # Equal to the score when the action's value and weight are 1, the commonest
-            # case: rounded once (a round to 6 decimals is a float-to-decimal conversion).
-            priority=rounded if self.priority == score else round(self.priority, 6),
+        self.candidate = assembled(
+            Candidate,
+            {
+                "action": arm.action.action_id,
+                "channel": arm.channel,
+                "eligible": True,
+                "excluded_by": None,
+                "score": rounded,
+                # Equal to the score when the action's value and weight are 1, the
+                # commonest case: rounded once (a round to 6 decimals is a
+                # float-to-decimal conversion).
+                "priority": rounded if self.priority == score else round(self.priority, 6),
+            },
         )
 
 

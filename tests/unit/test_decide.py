@@ -10,7 +10,7 @@ from engine.decide import DecideConfig, decide
 from engine.journeys import default_catalogue
 from engine.profile import Profile, view
 from models.policy import LogisticHeads
-from topics.decisions import decision_id
+from topics.decisions import decision_id, is_assembled
 from topics.events import Event
 
 NOW = 1_800_000_000_000
@@ -119,3 +119,19 @@ def test_a_view_given_by_the_caller_decides_as_one_worked_out_here() -> None:
         p, ev, LogisticHeads(), DecideConfig(), cat, now_ms=NOW, profile_view=view(p, NOW)
     )
     assert given == own and own.candidates and own.stage == "purchase"
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [Profile("c1"), Profile("c1", open_tickets={"t1": "normal"}, opted_out=("sms", "push"))],
+    ids=["acting", "every-candidate-excluded"],
+)
+def test_a_decision_encodes_as_the_dataclass_constructor_would_build_it(profile: Profile) -> None:
+    """Scenario: ``decide`` assembles its Decision and Candidates without ``__init__``.
+    We expect every field in field order, so the bytes on the wire are those of
+    ``Decision(**fields)`` (orjson writes the instance dict in its order)."""
+    d = decide(profile, ev(), LogisticHeads(), DecideConfig(0.0), CAT, now_ms=NOW)
+    assert is_assembled(d) and all(is_assembled(c) for c in d.candidates)
+    rebuilt = replace(d, candidates=tuple(replace(c) for c in d.candidates))
+    assert rebuilt == d and rebuilt.encode() == d.encode()
+    assert (d.action == "none") == (profile.open_tickets != {})
