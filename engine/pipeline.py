@@ -284,7 +284,8 @@ class Core:
             if stored is not None and orchestrate.next_wake(stored) is not None:
                 result.timers[key] = None
             return result
-        if seen_before(before, ev.dedup_key):
+        dedup_key = ev.dedup_key  # a property (an f-string): read once, used twice
+        if seen_before(before, dedup_key):
             # Checked before merging: a replayed login must not fold its history in twice.
             return Result("duplicate", event=ev)
         if history is not None:
@@ -292,7 +293,7 @@ class Core:
 
         seen = remembered(
             before,
-            ev.dedup_key,
+            dedup_key,
             ev.time_ms,
             window_ms=self.limits.dedup_window_ms,
             max_ids=self.limits.dedup_max_ids,
