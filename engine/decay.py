@@ -24,7 +24,7 @@ profile stays small. A category whose count rounds to zero is forgotten.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
 DAY_S = 86_400
 
@@ -122,6 +122,7 @@ def record(
     weight exactly 1, and the decayed counters need no object of their own (this ran on
     every web event).
 
+    >>> from dataclasses import fields
     >>> b = record(Activity(at_s=100, visits=1.0), 90, visits=1.0)  # 10 s late
     >>> b.at_s, b.visits, b == Activity(100, 2.0), list(vars(b)) == [f.name for f in fields(b)]
     (100, 2.0, True, True)

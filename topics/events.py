@@ -22,7 +22,7 @@ import math
 import re
 import zoneinfo
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -189,6 +189,7 @@ def _event(
 ) -> Event:
     """``Event(...)`` with its instance dict set whole, in field order (see ``Event``).
 
+    >>> from dataclasses import fields
     >>> args = ("web", "search", "e1", "c1", 5, {"q": 1}, None, "/shop")
     >>> ev = _event(*args)
     >>> ev == Event(*args), list(vars(ev)) == [f.name for f in fields(Event)]
