@@ -150,6 +150,12 @@ def changed(p: Profile, **changes: Any) -> Profile:
     """
     if not _FIELDS.issuperset(changes):
         raise TypeError(f"Profile has no field {next(k for k in changes if k not in _FIELDS)!r}")
+    return _replaced(p, changes)
+
+
+def _replaced(p: Profile, changes: dict[str, Any]) -> Profile:
+    """``changed`` for a caller whose changes name fields only (``apply_event``): no
+    keyword arguments packed again, no check (2,000 instructions less per event)."""
     q = _new(Profile)
     _set(q, "__dict__", {**vars(p), **changes})
     return q
@@ -356,7 +362,7 @@ def apply_event(
         channel = data.get("channel")
         if ev.type in ("unsubscribed", "complained") and channel and channel not in p.opted_out:
             changes["opted_out"] = (*p.opted_out, str(channel))
-    return changed(p, **changes)
+    return _replaced(p, changes)
 
 
 def _support(p: Profile, ev: Event) -> dict[str, Any]:
