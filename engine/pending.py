@@ -31,7 +31,7 @@ that is safe:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from operator import attrgetter
 from typing import Any
 
@@ -46,14 +46,9 @@ TIMER_SOURCE = "timer"
 TIMER_TYPE = "journey.wake"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pending:
-    """Stored as a list of its fields in this order (``to_list``), without their names.
-
-    Not slotted, for the reason ``engine.profile.Profile`` is not: ``load`` (each one a
-    decoded profile holds) and ``of`` set the instance dict whole (``_made``), about
-    4,000 instructions where ``__init__``'s eleven ``object.__setattr__`` calls took
-    17,000 (callgrind)."""
+    """Stored as a list of its fields in this order (``to_list``), without their names."""
 
     key: str
     """``short_hash`` of the decision id."""
@@ -78,30 +73,29 @@ class Pending:
     @classmethod
     def of_act(cls, d: Decision, act_id: str, trigger_id: str) -> Pending:
         assert d.channel is not None, "only a decision that acts awaits an outcome"
-        return _made(
-            short_hash(d.decision_id),
-            f"{d.action}:{d.channel}",
-            (),
-            None,
-            False,
-            d.model_version,
-            d.decided_at_ms,
-            LAYOUT,
-            act_id,
-            short_hash(trigger_id),
+        return cls(
+            key=short_hash(d.decision_id),
+            arm=f"{d.action}:{d.channel}",
+            x=(),
+            score=None,
+            explored=False,
+            model=d.model_version,
+            at_ms=d.decided_at_ms,
+            act=act_id,
+            trigger=short_hash(trigger_id),
         )
 
     @classmethod
     def of(cls, d: Decision) -> Pending:
         assert d.channel is not None, "only a decision that acts awaits an outcome"
-        return _made(
-            short_hash(d.decision_id),
-            f"{d.action}:{d.channel}",
-            tuple(d.features[name] for name in NAMES),
-            d.score,
-            d.explored,
-            d.model_version,
-            d.decided_at_ms,
+        return cls(
+            key=short_hash(d.decision_id),
+            arm=f"{d.action}:{d.channel}",
+            x=tuple(d.features[name] for name in NAMES),
+            score=d.score,
+            explored=d.explored,
+            model=d.model_version,
+            at_ms=d.decided_at_ms,
         )
 
     def to_list(self) -> list[Any]:
@@ -122,7 +116,7 @@ class Pending:
         the dataclass), or in the form written before this one: a dict with the decision's
         id and its whole record."""
         if isinstance(stored, list):
-            return _made(stored[0], stored[1], tuple(stored[2]), *stored[3:])
+            return cls(stored[0], stored[1], tuple(stored[2]), *stored[3:])
         if "record" not in stored:
             return cls(**{**stored, "x": tuple(stored["x"])})
         record = stored["record"]
@@ -143,32 +137,9 @@ _NAMES = tuple(f.name for f in fields(Pending))
 _ALWAYS = _NAMES.index("layout") + 1
 _DEFAULTS = [f.default for f in fields(Pending)]
 _fields_of = attrgetter(*_NAMES)
+_head_of = attrgetter(*_NAMES[:_ALWAYS])
 """Every field in order, in one call: ``dataclasses.fields`` per call was a third of
 what encoding a profile cost."""
-_head_of = attrgetter(*_NAMES[:_ALWAYS])
-_REQUIRED = sum(f.default is MISSING for f in fields(Pending))
-
-
-def _made(*values: Any) -> Pending:
-    """``Pending(*values)`` with its instance dict set whole, in field order (see
-    ``Pending``); the fields after ``values`` take their defaults.
-
-    >>> args = ("k1", "a:email", (0.5,), 0.5, False, "m", 7)
-    >>> _made(*args) == Pending(*args), list(vars(_made(*args))) == list(_NAMES)
-    (True, True)
-    """
-    given = len(values)
-    if not _REQUIRED <= given <= len(_NAMES):
-        raise TypeError(f"Pending takes {_REQUIRED} to {len(_NAMES)} fields, not {given}")
-    fill = dict(zip(_NAMES, values, strict=False))  # values may stop early
-    if given < len(_NAMES):
-        fill.update(zip(_NAMES[given:], _DEFAULTS[given:], strict=True))
-    item = _new(Pending)
-    _set(item, "__dict__", fill)
-    return item
-
-
-_new, _set = object.__new__, object.__setattr__
 
 
 def lesson(p: Pending) -> tuple[dict[str, float], str] | None:
