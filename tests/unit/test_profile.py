@@ -286,3 +286,20 @@ def test_the_default_catalogues_profile_conditions_read_the_view() -> None:
         ("days_since(profile.last_seen_ms) >= 30", True),
     ]:
         assert compile_expr(condition, roots={"profile", "now"}).test(ctx) is expected, condition
+
+
+def test_every_way_of_building_a_profile_keeps_its_fields_in_field_order() -> None:
+    """``Profile.encode`` reads the instance dict in order (``engine.profile._document``):
+    a profile built by ``__init__``, ``decode``, ``replace``, ``apply_event`` or a
+    contact must hold exactly the fields, in field order, or the stored bytes would
+    change."""
+    names = [f.name for f in fields(Profile)]
+    built = Profile("c1")
+    applied = apply(built, ev("web", "product_view", product_id="p1", category="shoes"))
+    contacted = record_contact(applied, "email", T)
+    held = remember(contacted, pending(1))
+    decoded = Profile.decode(held.encode())
+    for p in (built, applied, contacted, held, decoded, replace(held, orders=3)):
+        assert list(vars(p)) == names
+    assert decoded == held
+    assert decoded.encode() == held.encode()
