@@ -25,13 +25,14 @@ from typing import Any
 
 from engine import contact_policy
 from engine.actions import Action
+from engine.frozen import assembled
 from engine.journeys import Catalogue, stage_of
 from engine.orchestrate import catalogue_version, event_doc
 from engine.profile import Profile, view
 from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
-from topics.decisions import NO_ACTION, Candidate, Decision, assembled, decision_id
+from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
 
 STEP = "nba"

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from dataclasses import fields as dataclass_fields
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -103,32 +102,3 @@ class Decision:
     def from_dict(cls, doc: dict[str, Any]) -> Decision:
         cands = tuple(Candidate(**c) for c in doc.get("candidates", ()))
         return cls(**{**doc, "candidates": cands, "reasons": tuple(doc["reasons"])})
-
-
-_Record = TypeVar("_Record", Decision, Candidate)
-
-
-def assembled(cls: type[_Record], fields: dict[str, Any]) -> _Record:
-    """``cls(**fields)`` without the frozen dataclass ``__init__``, which sets each field
-    with its own ``object.__setattr__``: ``fields`` becomes the instance dict whole. A
-    ``Decision`` (21 fields) costs ~43k instructions built field by field, ~13k this
-    way (callgrind). ``fields`` must name every field, in field order: orjson writes
-    the instance dict in its order, and nothing here checks it (the caller's tests do,
-    with ``is_assembled``).
-
-    >>> c = assembled(Candidate, {"action": "a", "channel": "sms", "eligible": False,
-    ...     "excluded_by": "min_gap", "score": None, "priority": None})
-    >>> c == Candidate("a", "sms", False, "min_gap"), is_assembled(c)
-    (True, True)
-    """
-    made = _new(cls)
-    _set(made, "__dict__", fields)
-    return made
-
-
-def is_assembled(record: Decision | Candidate) -> bool:
-    """Whether ``record`` holds every field of its class, in field order."""
-    return list(vars(record)) == [f.name for f in dataclass_fields(record)]
-
-
-_new, _set = object.__new__, object.__setattr__

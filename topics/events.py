@@ -29,6 +29,7 @@ from typing import Any
 
 import orjson
 
+from engine.frozen import assembled
 from topics.contracts import CURRENT, ENVELOPE, FORMATS, Contract, Field, Format
 
 CE_STRUCTURED = "application/cloudevents+json"
@@ -187,18 +188,16 @@ def _event(
     anonymous_id: str | None,
     origin: str,
 ) -> Event:
-    """``Event(...)`` with its instance dict set whole, in field order (see ``Event``).
+    """``Event(...)``, its instance dict set whole in field order (``assembled``).
 
-    >>> from dataclasses import fields
+    >>> from engine.frozen import is_assembled
     >>> args = ("web", "search", "e1", "c1", 5, {"q": 1}, None, "/shop")
     >>> ev = _event(*args)
-    >>> ev == Event(*args), list(vars(ev)) == [f.name for f in fields(Event)]
+    >>> ev == Event(*args), is_assembled(ev)
     (True, True)
     """
-    ev = _new(Event)
-    _set(
-        ev,
-        "__dict__",
+    return assembled(
+        Event,
         {
             "source": source,
             "type": etype,
@@ -210,10 +209,6 @@ def _event(
             "origin": origin,
         },
     )
-    return ev
-
-
-_new, _set = object.__new__, object.__setattr__
 
 
 def _checked(

@@ -7,10 +7,11 @@ from dataclasses import replace
 import pytest
 
 from engine.decide import DecideConfig, decide
+from engine.frozen import is_assembled
 from engine.journeys import default_catalogue
 from engine.profile import Profile, view
 from models.policy import LogisticHeads
-from topics.decisions import decision_id, is_assembled
+from topics.decisions import decision_id
 from topics.events import Event
 
 NOW = 1_800_000_000_000
