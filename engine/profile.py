@@ -177,7 +177,14 @@ def _document(p: Profile) -> dict[str, Any]:
     # tells which to keep. A comprehension over an ``attrgetter`` of every field took
     # 34,000 instructions per profile, this 27,000 (callgrind; ``ne`` itself is 17,000).
     fields_ = vars(p)
-    doc = dict(compress(fields_.items(), map(ne, fields_.values(), _DEFAULT_VALUES)))
+    # The two dataclass fields compared as what their generated ``__eq__`` compares,
+    # without its Python call (two per profile): the activity's instance dict (a C
+    # dict comparison) and the journey memory's three dicts.
+    values = list(fields_.values())
+    values[_RECENT] = vars(values[_RECENT])
+    mem = values[_JOURNEYS]
+    values[_JOURNEYS] = (mem.active, mem.last_exit_ms, mem.entries)
+    doc = dict(compress(fields_.items(), map(ne, values, _DEFAULT_VALUES)))
     if "recent" in doc:
         doc["recent"] = _activity_doc(doc["recent"])
     if "pending" in doc:
@@ -188,7 +195,10 @@ def _document(p: Profile) -> dict[str, Any]:
 
 
 def _activity_doc(a: Activity) -> dict[str, Any]:
-    return {name: v for name, default in _ACTIVITY_DEFAULTS if (v := getattr(a, name)) != default}
+    """As ``_document`` keeps a profile's fields, by C iterators over the instance dict,
+    which is in field order (``record`` and ``__init__`` fill it so)."""
+    fields_ = vars(a)
+    return dict(compress(fields_.items(), map(ne, fields_.values(), _ACTIVITY_DEFAULT_VALUES)))
 
 
 def _journeys_doc(mem: JourneyMemory) -> dict[str, Any]:
@@ -228,7 +238,7 @@ def _field_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
 
 
 _PROFILE_DEFAULTS = _field_defaults(Profile)
-_ACTIVITY_DEFAULTS = _field_defaults(Activity)
+_ACTIVITY_DEFAULT_VALUES = tuple(default for _, default in _field_defaults(Activity))
 _NAMES: tuple[str, ...] = tuple(name for name, _ in _PROFILE_DEFAULTS)
 _CONSTANTS: dict[str, Any] = {
     f.name: f.default if f.default is not MISSING else None for f in fields(Profile)
@@ -238,7 +248,17 @@ the default (``_FACTORIES``) or there is none (``customer_id``, which ``doc`` ho
 _FACTORIES: tuple[tuple[str, Any], ...] = tuple(
     (f.name, f.default_factory) for f in fields(Profile) if f.default_factory is not MISSING
 )
-_DEFAULT_VALUES = tuple(default for _, default in _PROFILE_DEFAULTS)
+_RECENT, _JOURNEYS = _NAMES.index("recent"), _NAMES.index("journeys")
+_DEFAULT_VALUES = tuple(
+    vars(Activity())
+    if name == "recent"
+    else (mem.active, mem.last_exit_ms, mem.entries)
+    if name == "journeys" and isinstance(mem := default, JourneyMemory)
+    else default
+    for name, default in _PROFILE_DEFAULTS
+)
+"""Each field's default as ``_document`` compares it: the activity and the journey
+memory as the values their ``__eq__`` compares."""
 _FIELDS = frozenset(_NAMES)
 
 
