@@ -273,7 +273,7 @@ def _upgrade(doc: dict[str, Any]) -> dict[str, Any]:
     if "pending" in doc:
         doc["pending"] = tuple(Pending.load(item) for item in doc["pending"])
     if "recent" in doc:
-        doc["recent"] = Activity(**doc["recent"])
+        doc["recent"] = decay.from_doc(doc["recent"])
     if "journeys" in doc:
         doc["journeys"] = memory_from_doc(doc["journeys"])
     for packed in ("contacts", "dismissals"):
