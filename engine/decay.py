@@ -25,6 +25,7 @@ profile stays small. A category whose count rounds to zero is forgotten.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 DAY_S = 86_400
 
@@ -164,6 +165,36 @@ def record(
 
 
 _new, _set = object.__new__, object.__setattr__
+
+
+def from_doc(doc: dict[str, Any]) -> Activity:
+    """``Activity(**doc)`` for a stored profile's counters (those not at their default),
+    the instance dict set whole as ``record`` does, in field order. Raises TypeError for
+    a name that is not a field, as ``__init__`` would.
+
+    >>> from_doc({"visits": 2.0}) == Activity(visits=2.0), from_doc({}).categories
+    (True, {})
+    """
+    if not _ACTIVITY_FIELDS.issuperset(doc):
+        stray = next(k for k in doc if k not in _ACTIVITY_FIELDS)
+        raise TypeError(f"Activity has no field {stray!r}")
+    fill = {**_ACTIVITY_CONSTANTS, **doc}  # every field, in field order
+    if "categories" not in doc:
+        fill["categories"] = {}
+    out = _new(Activity)
+    _set(out, "__dict__", fill)
+    return out
+
+
+_ACTIVITY_CONSTANTS: dict[str, Any] = {
+    "at_s": 0,
+    "visits": 0.0,
+    "orders": 0.0,
+    "spend": 0.0,
+    "categories": None,
+}
+"""The defaults ``from_doc`` starts from, in field order; ``categories`` made fresh."""
+_ACTIVITY_FIELDS = frozenset(_ACTIVITY_CONSTANTS)
 
 
 def combine(a: Activity, b: Activity) -> Activity:

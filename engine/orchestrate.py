@@ -72,6 +72,11 @@ def event_doc(ev: Event) -> dict[str, Any]:
     return {**ev.data, "name": f"{ev.source}.{ev.type}", "time_ms": ev.time_ms}
 
 
+def _named_doc(ev: Event, name: str) -> dict[str, Any]:
+    """``event_doc`` for a caller that has built the name already."""
+    return {**ev.data, "name": name, "time_ms": ev.time_ms}
+
+
 def on_event(
     cat: Catalogue,
     p: Profile,
@@ -83,10 +88,11 @@ def on_event(
 ) -> Outcome:
     """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` when
     the caller has it already."""
-    if runtime.quiet(cat, p.journeys, f"{ev.source}.{ev.type}"):
+    name = f"{ev.source}.{ev.type}"  # once for both uses
+    if runtime.quiet(cat, p.journeys, name):
         return Outcome(p, [], [])
     seen = view(p, ev.time_ms) if profile_view is None else profile_view
-    doc = event_doc(ev)
+    doc = _named_doc(ev, name)
     mem, commands = runtime.on_event(
         cat, p.journeys, doc, seen, now_ms=ev.time_ms, quiet_checked=True
     )

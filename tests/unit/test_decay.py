@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from engine import decay
 from engine.decay import (
     CATEGORY_HALF_LIFE_S,
     DAY_S,
@@ -87,3 +88,19 @@ def test_combining_brings_both_to_the_later_time() -> None:
     assert both.at_s == T0 + VISITS_HALF_LIFE_S
     assert (both.visits, both.orders, both.categories) == (2.0, 1.0, {"shoes": 1.5})
     assert combine(b, a) == both
+
+
+def test_from_doc_builds_what_init_builds_in_field_order() -> None:
+    from dataclasses import fields
+
+    doc = {"at_s": 7, "spend": 3.5, "categories": {"shoes": 1.0}}
+    a = decay.from_doc(dict(doc))
+    assert a == decay.Activity(**doc)
+    assert list(vars(a)) == [f.name for f in fields(decay.Activity)]
+    assert decay.from_doc({}) == decay.Activity()
+    assert decay.from_doc({}).categories is not decay.from_doc({}).categories
+
+
+def test_from_doc_rejects_a_name_that_is_not_a_field() -> None:
+    with pytest.raises(TypeError, match="no field 'views'"):
+        decay.from_doc({"views": 1.0})
