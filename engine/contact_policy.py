@@ -103,7 +103,11 @@ class Cap(NamedTuple):
     week: int
 
 
+@lru_cache(maxsize=1024)
 def _zone(name: str) -> ZoneInfo | None:
+    """The zone named ``name``, None for a name this host does not know. Cached: the
+    lookup is per decision point, and a failed one raises (which ``ZoneInfo`` does not
+    cache)."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
@@ -244,14 +248,13 @@ class Moment:
     (a decision weighs eight or so candidates against the same history), and so is each
     channel's quiet-hours-or-cap answer, which no action changes."""
 
+    __slots__ = ("policy", "p", "now_ms", "_local", "_situation", "_timing")
+
     def __init__(self, policy: ContactPolicy, p: Profile, now_ms: int) -> None:
         self.policy, self.p, self.now_ms = policy, p, now_ms
         self._local: tuple[ZoneInfo, datetime] | None = None
-        self._usage: _Usage | None = None
-        self._quiet: bool | None = None
-        self._limits: dict[str, Reason | None] = {}
-        self._timing: dict[str, Reason | None] = {}
         self._situation: tuple[bool, _Usage] | None = None
+        self._timing: dict[str, Reason | None] = {}
 
     def check(self, action: str, action_class: ActionClass, channel: str) -> Verdict:
         policy, p, now_ms = self.policy, self.p, self.now_ms
@@ -293,21 +296,20 @@ class Moment:
         return timing[channel]
 
     def _situate(self) -> tuple[bool, _Usage]:
-        self._situation = self.quiet(), self.usage()
+        """Quiet hours and the usage, worked out together from one local time."""
+        policy = self.policy
+        zone, local = self._local or self.local()
+        quiet = in_quiet_hours(policy, local.time())
+        self._situation = quiet, _Usage.of(policy, self.p, self.now_ms, local.date(), zone)
         return self._situation
 
     def quiet(self) -> bool:
         """Whether the moment is in the customer's quiet hours."""
-        if self._quiet is None:
-            self._quiet = in_quiet_hours(self.policy, self.local()[1].time())
-        return self._quiet
+        return (self._situation or self._situate())[0]
 
     def limit(self, channel: str) -> Reason | None:
-        """The cap or gap that refuses a contact on ``channel`` (``_Usage.limit``), worked
-        out once per channel: several actions share each channel."""
-        if channel not in self._limits:
-            self._limits[channel] = self.usage().limit(self.policy, channel)
-        return self._limits[channel]
+        """The cap or gap that refuses a contact on ``channel`` (``_Usage.limit``)."""
+        return self.usage().limit(self.policy, channel)
 
     def local(self) -> tuple[ZoneInfo, datetime]:
         if self._local is None:
@@ -316,10 +318,7 @@ class Moment:
         return self._local
 
     def usage(self) -> _Usage:
-        if self._usage is None:
-            zone, local = self.local()
-            self._usage = _Usage.of(self.policy, self.p, self.now_ms, local.date(), zone)
-        return self._usage
+        return (self._situation or self._situate())[1]
 
 
 def accept(p: Profile, verdict: Verdict) -> Profile:
@@ -433,30 +432,34 @@ class _Usage(NamedTuple):
     ) -> _Usage:
         now_s = now_ms // 1000
         week_start = now_s - WEEK_S
+        gap = policy.min_gap_s
         bounds = day_bounds(zone, today)
         day: dict[str, int] = {}
         week: dict[str, int] = {}
-        nearest: int | None = None
+        total_day = total_week = 0
+        close = False
         for ch, packed in p.contacts.items():
             # The history is sorted (``engine.contacts``): each count is two bisections,
-            # and the contact nearest ``now_s`` is one of the two either side of it.
+            # and the contacts nearest ``now_s`` are the two either side of it.
             times = contacts.unpack(packed)
+            n = len(times)
             if bounds is not None:
-                day[ch] = bisect_left(times, bounds[1]) - bisect_left(times, bounds[0])
+                on_day = bisect_left(times, bounds[1]) - bisect_left(times, bounds[0])
             else:
-                day[ch] = sum([datetime.fromtimestamp(t, zone).date() == today for t in times])
-            week[ch] = len(times) - bisect_right(times, week_start)
-            i = bisect_left(times, now_s)
-            for t in times[max(i - 1, 0) : i + 1]:
-                gap = abs(t - now_s)
-                if nearest is None or gap < nearest:
-                    nearest = gap
+                on_day = sum([datetime.fromtimestamp(t, zone).date() == today for t in times])
+            in_week = n - bisect_right(times, week_start)
+            day[ch], week[ch] = on_day, in_week
+            total_day += on_day
+            total_week += in_week
+            if not close:
+                i = bisect_left(times, now_s)
+                close = (i < n and times[i] - now_s < gap) or (i > 0 and now_s - times[i - 1] < gap)
         overall: Reason | None = None
-        if sum(day.values()) >= policy.total_cap.day:
+        if total_day >= policy.total_cap.day:
             overall = "cap_total_day"
-        elif sum(week.values()) >= policy.total_cap.week:
+        elif total_week >= policy.total_cap.week:
             overall = "cap_total_week"
-        elif nearest is not None and nearest < policy.min_gap_s:
+        elif close:
             overall = "min_gap"
         return cls(day, week, overall)
 
