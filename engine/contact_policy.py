@@ -69,8 +69,8 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal, NamedTuple, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -248,7 +248,7 @@ class Moment:
     (a decision weighs eight or so candidates against the same history), and so is each
     channel's quiet-hours-or-cap answer, which no action changes."""
 
-    __slots__ = ("policy", "p", "now_ms", "_local", "_situation", "_timing")
+    __slots__ = ("_local", "_situation", "_timing", "now_ms", "p", "policy")
 
     def __init__(self, policy: ContactPolicy, p: Profile, now_ms: int) -> None:
         self.policy, self.p, self.now_ms = policy, p, now_ms
