@@ -26,6 +26,7 @@ What comes from where:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import MISSING, dataclass, field, fields
 from itertools import compress
 from operator import ne
@@ -117,8 +118,8 @@ class Profile:
 
     @property
     def web_events(self) -> int:
-        counts = self.counts
-        return sum([counts.get(name, 0) for name in _WEB_COUNTERS])
+        # ``map`` over the bound ``get``: no comprehension frame (580 -> 500 ns a read).
+        return sum(map(self.counts.get, _WEB_COUNTERS, _NONE_YET))
 
     def applied(self, topic: str, partition: int, offset: int) -> bool:
         """True when this source offset (or a later one) was already applied."""
@@ -309,6 +310,8 @@ _WEB_TYPES = (
 )
 _WEB_COUNTERS = tuple(f"web.{t}" for t in _WEB_TYPES)
 """The ``counts`` keys ``web_events`` adds up, named once (it is read twice per event)."""
+_NONE_YET = (0,) * len(_WEB_COUNTERS)
+"""``web_events``' default for each counter the customer has not got."""
 _ATTRIBUTES = ("timezone", "country", "tier")
 
 
@@ -507,11 +510,13 @@ def view(p: Profile, now_ms: int) -> dict[str, Any]:
     contacts_7d: dict[str, int] = {}
     last_contact: dict[str, int] = {}
     # Each channel's history unpacked once for the three counts (with the categories'
-    # comprehension skipped below, 48k instructions per call down to 45k).
+    # comprehension skipped below, 48k instructions per call down to 45k), each count
+    # a bisection of the sorted times (``contacts.count_since``, inlined: ~1k less).
     for ch, packed in sorted(p.contacts.items()):
         times = contacts.unpack(packed)
-        contacts_24h[ch] = contacts.count_since(times, day_ago)
-        contacts_7d[ch] = contacts.count_since(times, week_ago)
+        n = len(times)
+        contacts_24h[ch] = n - bisect_left(times, day_ago)
+        contacts_7d[ch] = n - bisect_left(times, week_ago)
         last_contact[ch] = times[-1] * 1000 if times else 0
     # ``round`` converts to decimal and back, zero included: skipped for a zero, which
     # it returns unchanged (most customers have no orders, no spend, an empty cart).

@@ -8,7 +8,7 @@ test reads as the customer would see it; none reads the real clock.
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, time
+from datetime import date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,6 +27,7 @@ from engine.contact_policy import (
     Verdict,
     accept,
     check,
+    day_bounds,
     in_quiet_hours,
     suppressed_until_ms,
 )
@@ -498,3 +499,48 @@ def test_one_moment_answers_every_candidate_as_separate_checks_would(
             )
             refused = moment.refusal("discount_offer", action_class, channel)
             assert refused == ("quiet_hours" if v.channel != channel else v.reason)
+
+
+# -- the local day as epoch bounds -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("zone", "day", "hours"),
+    [
+        (BERLIN, date(2027, 3, 28), 23),  # 02:00 -> 03:00
+        (BERLIN, date(2027, 10, 31), 25),  # 03:00 -> 02:00
+        ("America/Santiago", date(2026, 9, 6), 23),  # midnight skipped: the day starts 01:00
+        ("America/Santiago", date(2026, 4, 4), 25),  # 24:00 -> 23:00, the day ends late
+        ("Asia/Beirut", date(2026, 10, 24), 25),  # 24:00 -> 23:00
+        ("Australia/Lord_Howe", date(2026, 10, 4), 23.5),  # a half-hour change
+        ("UTC", date(2026, 6, 1), 24),
+    ],
+)
+def test_day_bounds_hold_exactly_the_instants_of_the_local_day(
+    zone: str, day: date, hours: float
+) -> None:
+    """The caps compare contact times with the day's bounds instead of each contact's
+    local date: every second around both bounds must be on the day exactly when the
+    zone's local date says so, on days a DST change shortens or lengthens too."""
+    tz = ZoneInfo(zone)
+    bounds = day_bounds(tz, day)
+    assert bounds is not None
+    start, end = bounds
+    assert end - start == hours * 3600
+    for edge in (start, end):
+        for t in range(edge - 7200, edge + 7200):
+            assert (start <= t < end) == (datetime.fromtimestamp(t, tz).date() == day)
+
+
+def test_a_contact_a_second_before_local_midnight_is_on_the_day_before_on_a_dst_day() -> None:
+    """On the 25-hour day a DST change makes (Berlin, 2027-10-31) a contact at 23:59:59
+    the evening before does not count for the day cap; one at 00:00:00 does, all day."""
+    policy = loose(channel_caps={"email": Cap(1, 20)})
+    p = Profile("c1", timezone=BERLIN)
+    before = contacted(p, "email", local(BERLIN, 2027, 10, 30, 23, 59, 59))
+    at = contacted(p, "email", local(BERLIN, 2027, 10, 31, 0, 0, 0))
+    late = local(BERLIN, 2027, 10, 31, 23, 59, 59)
+    assert late - local(BERLIN, 2027, 10, 31, 0, 0, 0) == 25 * HOUR_MS - 1000
+    assert reason(policy, before, "email", local(BERLIN, 2027, 10, 31, 0, 0, 0)) is None
+    assert reason(policy, at, "email", late) == "cap_channel_day"
+    assert reason(policy, at, "email", local(BERLIN, 2027, 11, 1, 0, 0, 0)) is None
