@@ -136,9 +136,9 @@ class Result:
     lessons: list[Lesson] = field(default_factory=list)
     """What the decisions this record settled taught (engine/attribution.py)."""
     late_outcomes: int = 0
+    """Outcomes that came after their decision's attribution window."""
     revenue: float = 0.0
     """A purchase's amount, when it was credited to a decision."""
-    """Outcomes that came after their decision's attribution window."""
     journey_decisions: list[Decision] = field(default_factory=list)
     commands: list[Command] = field(default_factory=list)
     """Everything the journeys did (entries, acts, exits), for metrics."""
