@@ -467,7 +467,7 @@ class _Usage(NamedTuple):
 
     def limit(self, policy: ContactPolicy, channel: str) -> Reason | None:
         """The first cap or gap that refuses a contact on ``channel``, if any."""
-        cap = policy.channel_caps.get(channel, policy.other_channel_cap)  # ``policy.cap``
+        cap = policy.cap(channel)
         if self.day.get(channel, 0) >= cap.day:
             return "cap_channel_day"
         if self.week.get(channel, 0) >= cap.week:

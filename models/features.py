@@ -11,7 +11,7 @@ import zlib
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from engine.decay import ORDERS_HALF_LIFE_S, factor
+from engine.decay import weights
 from topics.events import Event
 
 if TYPE_CHECKING:  # engine.profile imports this module's NAMES through engine.pending
@@ -77,7 +77,7 @@ def features(p: Profile, ev: Event, *, web_events: int) -> dict[str, float]:
     recent = p.recent
     orders, spend = recent.orders, recent.spend
     if orders or spend:  # decayed to the event's time as ``decay.at`` would, same floats
-        bought = factor(ev.time_ms // 1000 - recent.at_s, ORDERS_HALF_LIFE_S)
+        bought = weights(recent, ev.time_ms // 1000)[1]
         orders, spend = orders * bought, spend * bought
     # In NAMES order (the doctest checks it).
     return {
