@@ -66,15 +66,11 @@ def catalogue_version(cat: Catalogue) -> str:
     return f"{cat.name}@{cat.version}"
 
 
-def event_doc(ev: Event) -> dict[str, Any]:
+def event_doc(ev: Event, name: str | None = None) -> dict[str, Any]:
     """The ``event`` a journey condition reads: the payload plus ``name`` (its type as
-    ``source.type``, what entries, exits and waits name) and its time."""
-    return {**ev.data, "name": f"{ev.source}.{ev.type}", "time_ms": ev.time_ms}
-
-
-def _named_doc(ev: Event, name: str) -> dict[str, Any]:
-    """``event_doc`` for a caller that has built the name already."""
-    return {**ev.data, "name": name, "time_ms": ev.time_ms}
+    ``source.type``, what entries, exits and waits name; given when the caller has built
+    it already) and its time."""
+    return {**ev.data, "name": name or f"{ev.source}.{ev.type}", "time_ms": ev.time_ms}
 
 
 def on_event(
@@ -92,7 +88,7 @@ def on_event(
     if runtime.quiet(cat, p.journeys, name):
         return Outcome(p, [], [])
     seen = view(p, ev.time_ms) if profile_view is None else profile_view
-    doc = _named_doc(ev, name)
+    doc = event_doc(ev, name)
     mem, commands = runtime.on_event(
         cat, p.journeys, doc, seen, now_ms=ev.time_ms, quiet_checked=True
     )
