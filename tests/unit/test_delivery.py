@@ -79,18 +79,19 @@ def consumer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_records_go_to_the_receiver_in_order_in_slices_and_the_rest_to_faust(
     consumer: Any,
 ) -> None:
-    ours = [record(OURS, o) for o in range(100, 120)]
+    end = 100 + 2 * DELIVERY_SLICE + 4
+    ours = [record(OURS, o) for o in range(100, end)]
     theirs = [record(THEIRS, o) for o in range(5)]
     consumer.fetched = {OURS: ours, THEIRS: theirs}
     rest, _ = asyncio.run(consumer._wait_next_records(1.0))
     receiver = consumer.app.receiver
-    assert [o for s in receiver.slices for o in s] == list(range(100, 120))
+    assert [o for s in receiver.slices for o in s] == list(range(100, end))
     assert [len(s) for s in receiver.slices] == [DELIVERY_SLICE, DELIVERY_SLICE, 4]
     assert receiver.flushes == 3  # one flush started per slice
     assert rest == {THEIRS: theirs}  # Faust's own path, unchanged
     # Committable: everything before the next offset; read on from there.
-    assert consumer._new_offset(OURS) == 120
-    assert consumer._read_offset[OURS] == 120
+    assert consumer._new_offset(OURS) == end
+    assert consumer._read_offset[OURS] == end
     assert OURS in set(consumer._filter_tps_with_pending_acks())
 
 
@@ -104,7 +105,7 @@ def test_records_before_the_read_position_are_not_delivered_twice(consumer: Any)
 def test_a_rebalance_stops_delivery_between_slices(consumer: Any) -> None:
     receiver = consumer.app.receiver
     receiver.on_slice = consumer.stop_flow  # the flow stops while the first slice runs
-    consumer.fetched = {OURS: [record(OURS, o) for o in range(0, 20)]}
+    consumer.fetched = {OURS: [record(OURS, o) for o in range(0, 2 * DELIVERY_SLICE + 4)]}
     asyncio.run(consumer._wait_next_records(1.0))
     assert receiver.slices == [list(range(DELIVERY_SLICE))]
     # Only what was delivered is committable; the rest is fetched again after the seek.
@@ -136,7 +137,7 @@ def test_a_failure_outside_the_core_stops_the_process_before_any_commit_past_it(
     exits: list[int] = []
     consumer.exit = exits.append
     consumer.app.receiver.fail_at = DELIVERY_SLICE  # the second slice fails
-    consumer.fetched = {OURS: [record(OURS, o) for o in range(20)]}
+    consumer.fetched = {OURS: [record(OURS, o) for o in range(2 * DELIVERY_SLICE + 4)]}
     asyncio.run(consumer._wait_next_records(1.0))
     assert exits == [EXIT_OUTPUT_FAILED]
     assert consumer._new_offset(OURS) == DELIVERY_SLICE  # nothing past the failure
