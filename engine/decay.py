@@ -27,6 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine.frozen import assembled
+
 DAY_S = 86_400
 
 VISITS_HALF_LIFE_S = 7 * DAY_S
@@ -149,10 +151,8 @@ def record(
         if len(categories) > MAX_CATEGORIES:
             del categories[min(categories, key=categories.__getitem__)]
     spent = now_spend + spend * weight_bought
-    out = _new(Activity)
-    _set(
-        out,
-        "__dict__",
+    return assembled(
+        Activity,
         {
             "at_s": at_s,
             "visits": _count(now_visits + visits * weight),
@@ -161,10 +161,6 @@ def record(
             "categories": {k: c for k, v in categories.items() if (c := round(v, 3)) > 0.0},
         },
     )
-    return out
-
-
-_new, _set = object.__new__, object.__setattr__
 
 
 def from_doc(doc: dict[str, Any]) -> Activity:
@@ -181,9 +177,7 @@ def from_doc(doc: dict[str, Any]) -> Activity:
     fill = {**_ACTIVITY_CONSTANTS, **doc}  # every field, in field order
     if "categories" not in doc:
         fill["categories"] = {}
-    out = _new(Activity)
-    _set(out, "__dict__", fill)
-    return out
+    return assembled(Activity, fill)
 
 
 _ACTIVITY_CONSTANTS: dict[str, Any] = {

@@ -36,6 +36,7 @@ import orjson
 from engine import contacts, decay, dedup, dismissals
 from engine.decay import Activity
 from engine.dedup import short_hash
+from engine.frozen import assembled
 from engine.journey_memory import (
     JourneyMemory,
     membership_to_list,
@@ -156,15 +157,11 @@ def changed(p: Profile, **changes: Any) -> Profile:
 def _replaced(p: Profile, changes: dict[str, Any]) -> Profile:
     """``changed`` for a caller whose changes name fields only (``apply_event``): no
     keyword arguments packed again, no check (2,000 instructions less per event)."""
-    q = _new(Profile)
-    _set(q, "__dict__", {**vars(p), **changes})
-    return q
-
-
-_new, _set = object.__new__, object.__setattr__
-# A fresh instance dict set whole, rather than the one ``vars`` makes for a new object
-# and then fills: the interpreter's fast attribute reads (a dict hint per read site)
-# apply to this one, and a profile is read some hundred times per event.
+    # A fresh instance dict set whole (``assembled``), rather than the one ``vars`` makes
+    # for a new object and then fills: the interpreter's fast attribute reads (a dict
+    # hint per read site) apply to this one, and a profile is read some hundred times
+    # per event.
+    return assembled(Profile, {**vars(p), **changes})
 
 
 def _document(p: Profile) -> dict[str, Any]:
@@ -224,9 +221,7 @@ def _built(doc: dict[str, Any]) -> Profile:
     for name, factory in _FACTORIES:
         if name not in doc:
             fill[name] = factory()
-    q = _new(Profile)
-    _set(q, "__dict__", fill)
-    return q
+    return assembled(Profile, fill)
 
 
 def _field_defaults(cls: type) -> tuple[tuple[str, Any], ...]:
