@@ -25,6 +25,7 @@ from engine.admin import AdminError
 from engine.changelog import ChangelogTable
 from engine.control import CatalogueFollower
 from engine.decide import DecideConfig
+from engine.fetchsize import FetchSize
 from engine.handler import Handler, Step, Tables
 from engine.journeys import Catalogue, default_catalogue, load_catalogue
 from engine.metrics import Metrics
@@ -79,7 +80,7 @@ def build_app(
     app = SegueApp(
         settings.app_id,
         fetch_max_wait_ms=settings.fetch_max_wait_ms,
-        fetch_min_bytes=settings.fetch_min_bytes,
+        fetch_size=FetchSize(settings.fetch_min_bytes, settings.fetch_gather_ms),
         broker=[f"kafka://{b.strip()}" for b in settings.kafka_bootstrap.split(",")],
         broker_credentials=credentials,
         store=settings.table_store,
@@ -130,6 +131,7 @@ def build_app(
         for name in (PROFILE_TABLE, IDENTITY_TABLE, TIMER_TABLE)
     )
     metrics = Metrics()
+    metrics.fetch_min_bytes.set_function(lambda: app.fetch_size.value)
     policy = model.policy if model is not None else fresh_policy(settings)
     core = build_core(settings, policy)
     model_store.install(app, settings, policy, metrics, model)

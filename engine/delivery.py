@@ -15,13 +15,16 @@ How a fetch is delivered (:meth:`DirectConsumer._wait_next_records`):
 1. Faust fetches as usual; the records of the receiver's topics are taken out of the
    batch before Faust's iterator sees it, the rest is returned to it.
 2. Per topic-partition, records before the partition's read position are dropped (a
-   fetch that raced a seek), then the rest go to the receiver DELIVERY_SLICE at a time.
+   fetch that raced a seek), then the rest go to the receiver in slices of at most
+   DELIVERY_SLICE records, filled partition after partition: a fetch of a few records in
+   each of several partitions is one slice (a ``deliver`` call per partition in it).
    ``deliver`` is synchronous: a record's table writes and output are in the outbox
    before the next record starts, so two records of a partition never interleave.
-3. After each slice the partition's read position and *done* offset (the next offset
-   to commit) move past it, and the event loop gets a turn: the outbox's flush, the
-   producer's sender, commits, timers and the web server run between slices.
-4. Before each slice: if Faust has stopped the flow (a rebalance began) or the group's
+3. As each partition's part of a slice is delivered, its read position and *done*
+   offset (the next offset to commit) move past it; after each slice, and after the
+   last, the event loop gets a turn: the outbox's flush, the producer's sender, commits,
+   timers and the web server run between slices.
+4. After each turn: if Faust has stopped the flow (a rebalance began) or the group's
    generation changed, delivery stops; what was fetched and not delivered is fetched
    again from the committed offsets (Faust seeks there when the flow resumes).
 
@@ -53,16 +56,16 @@ from engine.outbox import EXIT_OUTPUT_FAILED
 log = logging.getLogger("segue.delivery")
 
 DELIVERY_SLICE = 32
-"""Records delivered between two turns of the event loop, at most: a fetch of fewer
-records of a partition is one slice. Each turn costs more than the loop's own work: the
-outbox's flush hands over what the slice produced (a batch per topic-partition), the
-producer's sender sends it, and the broker's replies and the tables' persisted offsets
-are taken in. On a backlog, where every slice is full, 32 took 18% less CPU per event
-than 8 (177 against 216 µs, three alternating saturation runs each of ``make bench``'s
-decide path; 16 took 222, 64 and 128 one run each 220 and 225). 32 records are ~6 ms of
-decisions; when the worker keeps up, a fetch holds fewer records per partition than
-that (about 10 per fetch at 1,000 events/s), so its slices and its latency are as
-before."""
+"""Records delivered between two turns of the event loop, at most, over the partitions
+of a fetch. Each turn costs more than the loop's own work: the outbox's flush hands over
+what the slice produced (a batch per topic-partition), the producer's sender sends it,
+and the broker's replies and the tables' persisted offsets are taken in. On a backlog,
+where every slice is full, 32 took 18% less CPU per event than 8 (177 against 216 µs,
+three alternating saturation runs each of ``make bench``'s decide path; 16 took 222, 64
+and 128 one run each 220 and 225). 32 records are ~6 ms of decisions. When the worker
+keeps up, a fetch holds some ten records over several partitions: one slice and one
+turn for all of them took the worker at 1,000 events/s from 54-58% to 50-53% of a core
+against a turn per partition (benchmarks/README.md, fifth pass)."""
 
 
 class Receiver(Protocol):
@@ -103,31 +106,44 @@ class DirectConsumer(faust_aiokafka.Consumer):
         if not ours:
             return records, active
         generation = self.app.consumer_generation_id
+        room = DELIVERY_SLICE
         for tp, recs in ours.items():
             if not self._flowing(generation):
                 break
             # Records of a partition that is not active (paused) are skipped, as Faust's
             # own iterator skips them.
             if active is None or tp in active or tp in self._buffered_partitions:
-                await self._deliver(receiver, tp, recs, generation)
+                room = await self._deliver(receiver, tp, recs, generation, room)
+        if room < DELIVERY_SLICE:
+            await self._turn(receiver)
         return rest, active
 
     def _flowing(self, generation: int) -> bool:
         return self.flow_active and self.app.consumer_generation_id == generation
 
+    async def _turn(self, receiver: Receiver) -> None:
+        await receiver.delivered()
+        await asyncio.sleep(0)
+
     async def _deliver(
-        self, receiver: Receiver, tp: TP, records: Sequence[Any], generation: int
-    ) -> None:
+        self, receiver: Receiver, tp: TP, records: Sequence[Any], generation: int, room: int
+    ) -> int:
+        """Deliver ``records`` of ``tp`` into the slice under way, which has ``room``
+        records left, giving the loop its turn after each full slice; the room left."""
         start = self._read_offset[tp]
         if start is not None and records and records[0].offset < start:
             records = [r for r in records if r.offset >= start]
         # Faust's commit looks only at the partitions listed in its acked offsets.
         self._acked.setdefault(tp, [])
         inbound = self.app.monitor.stream_inbound_time
-        for i in range(0, len(records), DELIVERY_SLICE):
-            if not self._flowing(generation):
-                return
-            part = records[i : i + DELIVERY_SLICE]
+        i = 0
+        while i < len(records):
+            if room == 0:
+                await self._turn(receiver)
+                room = DELIVERY_SLICE
+                if not self._flowing(generation):
+                    return room
+            part = records[i : i + room]
             try:
                 receiver.deliver(tp, part)
             except Exception:
@@ -141,12 +157,13 @@ class DirectConsumer(faust_aiokafka.Consumer):
                 )
                 logging.shutdown()
                 self.exit(EXIT_OUTPUT_FAILED)
-                return
+                return room
+            i += len(part)
+            room -= len(part)
             self._read_offset[tp] = self._done[tp] = part[-1].offset + 1
             # What Faust's livelock check reads to tell a stuck stream from a working one.
             inbound[tp] = time.monotonic()
-            await receiver.delivered()
-            await asyncio.sleep(0)
+        return room
 
     def _new_offset(self, tp: TP) -> int | None:
         # Kept, not taken: a commit that fails is retried with it, and Faust commits

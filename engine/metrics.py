@@ -225,6 +225,12 @@ class Metrics:
             "Unix time of this worker's last successful offset commit.",
             registry=r,
         )
+        self.fetch_min_bytes = Gauge(
+            "segue_fetch_min_bytes",
+            "Data this worker's fetches wait for at the broker (up to the fetch wait), set "
+            "from its input rate (engine/fetchsize.py).",
+            registry=r,
+        )
         self.rebalances = Counter(
             "segue_rebalances", "Consumer group rebalances this worker took part in.", registry=r
         )

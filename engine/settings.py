@@ -64,15 +64,20 @@ class Settings:
         "engine/transport.py); lower means more empty fetches when idle.",
     )
     fetch_min_bytes: int = _opt(
-        4096,
-        "Data a worker's fetch waits for at the broker, up to the fetch wait, before it "
-        "is answered: some ten events. Each fetch costs the worker about a millisecond "
-        "of CPU whatever it holds (a request and reply naming every partition it reads, "
-        "taken apart in Python), so 1, answering as soon as anything arrives, took 70% "
-        "of a core at 1,000 events/s against 40% (benchmarks/README.md). Where 4 KiB "
-        "takes longer than the fetch wait to arrive, a fetch waits it out (make demo, "
-        "~700 small events/s: decisions at p50 25 ms against 9 ms with 1): set 1 "
-        "where latency counts more than CPU.",
+        1,
+        "Least data a worker's fetch waits for at the broker, up to the fetch wait, "
+        "before it is answered; the floor of the size set from the input rate "
+        "(SEGUE_FETCH_GATHER_MS), or the size itself when that is 0.",
+    )
+    fetch_gather_ms: int = _opt(
+        20,
+        "Input a worker's fetch waits to gather, in milliseconds of the rate measured: "
+        "every second the fetch size is set to this share of the bytes fetched in it "
+        "(keys and values, uncompressed), from SEGUE_FETCH_MIN_BYTES up to 1 MiB "
+        "(engine/fetchsize.py). Each fetch costs the worker CPU whatever it holds; at "
+        "1,000 events/s 20 took 40% of a core at p50 16 ms, 10 took 52% at p50 10 ms, "
+        "5 took 68% (benchmarks/README.md). Adds up to this much latency, never more "
+        "than the fetch wait; 0 keeps the size at SEGUE_FETCH_MIN_BYTES.",
     )
     log_level: str = _opt("info", "Worker log level: debug, info, warning or error.")
     max_event_bytes: int = _opt(
@@ -174,6 +179,8 @@ class Settings:
             raise SettingsError(f"{env_name('fetch_max_wait_ms')} must be 0 to 10000")
         if not 1 <= self.fetch_min_bytes <= 52_428_800:
             raise SettingsError(f"{env_name('fetch_min_bytes')} must be 1 to 52428800")
+        if not 0 <= self.fetch_gather_ms <= 10_000:
+            raise SettingsError(f"{env_name('fetch_gather_ms')} must be 0 to 10000")
         if self.attribution_window_seconds < 1:
             raise SettingsError(f"{env_name('attribution_window_seconds')} must be at least 1")
         if self.profile_cache_size < 0:

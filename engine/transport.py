@@ -9,13 +9,15 @@ decisions at 300 events/s had p99 223-610 ms with 1,500 ms, against 24-59 ms wit
 100 ms. A shorter wait costs only more (empty) fetch requests on an idle worker.
 
 The same goes for ``fetch_min_bytes`` (Faust leaves aiokafka's 1): how much data the
-broker waits for, up to the wait, before it answers a fetch (see engine/settings.py).
+broker waits for, up to the wait, before it answers a fetch. It is set again from the
+input rate after every fetch the consumer thread hands over (engine/fetchsize.py).
 
 The overrides are attributes of the consumer Faust creates, set before it starts (the
 fetcher reads them at start): aiokafka 0.14.0 keeps them as ``_fetch_max_wait_ms`` and
-``_fetch_min_bytes``. Both
-versions are pinned in pyproject.toml; tests/unit/test_transport.py checks the value
-on the consumer a worker builds.
+``_fetch_min_bytes``; its fetcher keeps its own ``_fetch_min_bytes`` and reads it for
+every fetch request it builds, so the consumer thread sets that one as it goes. Both
+versions are pinned in pyproject.toml; tests/unit/test_transport.py checks the values
+on the consumer a worker builds and the size its fetcher asks for.
 """
 
 from __future__ import annotations
@@ -27,14 +29,26 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from engine.delivery import DirectConsumer, Receiver
+from engine.fetchsize import FetchSize
 
 
 class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
-        consumer._fetch_min_bytes = self.app.fetch_min_bytes  # type: ignore[attr-defined]
+        consumer._fetch_min_bytes = self.app.fetch_size.value  # type: ignore[attr-defined]
         return consumer
+
+    async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
+        # Runs in the consumer thread, like the fetcher it sets.
+        records = await super()._fetch_records(consumer, *args, **kwargs)
+        nbytes = 0
+        for recs in records.values():
+            for r in recs:
+                nbytes += r.serialized_key_size + r.serialized_value_size
+        size: FetchSize = self.app.fetch_size  # type: ignore[attr-defined]
+        consumer._fetcher._fetch_min_bytes = size.fetched(nbytes)
+        return records
 
 
 class _Consumer(DirectConsumer):
@@ -58,15 +72,16 @@ class _Producer(faust_aiokafka.Producer):
 
 
 class App(faust.App):
-    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch
-    and hands the records of ``receiver``'s topics to it directly (engine/delivery.py),
-    and whose producer runs ``before_flush`` before every flush (so before every commit)."""
+    """``faust.App`` whose worker consumer waits at most ``fetch_max_wait_ms`` per fetch,
+    for as much data as ``fetch_size`` says, and hands the records of ``receiver``'s
+    topics to it directly (engine/delivery.py), and whose producer runs ``before_flush``
+    before every flush (so before every commit)."""
 
     def __init__(
-        self, *args: Any, fetch_max_wait_ms: int, fetch_min_bytes: int, **kwargs: Any
+        self, *args: Any, fetch_max_wait_ms: int, fetch_size: FetchSize, **kwargs: Any
     ) -> None:
         self.fetch_max_wait_ms = fetch_max_wait_ms
-        self.fetch_min_bytes = fetch_min_bytes
+        self.fetch_size = fetch_size
         self.before_flush: list[Callable[[], Awaitable[None]]] = []
         self.receiver: Receiver | None = None
         super().__init__(*args, **kwargs)

@@ -24,6 +24,7 @@ from engine.outbox import EXIT_OUTPUT_FAILED
 from engine.settings import Settings
 
 OURS = TP("cx.web", 1)
+OURS_TOO = TP("cx.web", 2)
 THEIRS = TP("segue-profiles-changelog", 1)
 
 
@@ -40,16 +41,18 @@ class Receiver:
 
     def __init__(self) -> None:
         self.slices: list[list[int]] = []
+        self.partitions: list[int] = []
         self.flushes = 0
         self.on_slice: Any = None
         self.fail_at: int | None = None
         self.forgotten = 0
 
     def deliver(self, tp: TP, records: Sequence[Any]) -> None:
-        assert tp == OURS
+        assert tp.topic == OURS.topic
         if self.fail_at is not None and records[0].offset >= self.fail_at:
             raise OSError("store failed")
         self.slices.append([r.offset for r in records])
+        self.partitions.append(tp.partition)
         if self.on_slice is not None:
             self.on_slice()
 
@@ -93,6 +96,23 @@ def test_records_go_to_the_receiver_in_order_in_slices_and_the_rest_to_faust(
     assert consumer._new_offset(OURS) == end
     assert consumer._read_offset[OURS] == end
     assert OURS in set(consumer._filter_tps_with_pending_acks())
+
+
+def test_partitions_of_one_fetch_share_slices_and_turns(consumer: Any) -> None:
+    # A fetch of a few records in each of several partitions: one slice's worth, one
+    # turn of the loop (and one outbox flush) for all of them, not one per partition.
+    consumer.fetched = {
+        OURS: [record(OURS, o) for o in range(3)],
+        OURS_TOO: [record(OURS_TOO, o) for o in range(50, 51 + DELIVERY_SLICE)],
+    }
+    asyncio.run(consumer._wait_next_records(1.0))
+    receiver = consumer.app.receiver
+    split = 50 + DELIVERY_SLICE - 3
+    assert receiver.slices == [[0, 1, 2], list(range(50, split)), list(range(split, split + 4))]
+    assert receiver.partitions == [1, 2, 2]
+    assert receiver.flushes == 2  # after the first full slice, and after the rest
+    assert consumer._new_offset(OURS) == 3
+    assert consumer._new_offset(OURS_TOO) == 51 + DELIVERY_SLICE
 
 
 def test_records_before_the_read_position_are_not_delivered_twice(consumer: Any) -> None:

@@ -22,6 +22,9 @@ def test_defaults_and_environment_overrides() -> None:
         ("SEGUE_PARTITIONS", "0"),
         ("SEGUE_EXPLORATION_RATE", "1.5"),
         ("SEGUE_TABLE_STORE", "redis://"),
+        ("SEGUE_FETCH_MIN_BYTES", "0"),
+        ("SEGUE_FETCH_GATHER_MS", "-1"),
+        ("SEGUE_FETCH_GATHER_MS", "10001"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(var: str, value: str) -> None:
