@@ -6,13 +6,16 @@ carry build info, commits, lag and table sizes next to the service metrics.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.error
 import urllib.request
 import uuid
 
+import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 
 from tests.harness import Segue, event
 
@@ -62,3 +65,35 @@ def test_recovery_gauge_holds_the_recovery_before_ready(segue: Segue) -> None:
     # the gauge holds that recovery: set (the unset gauge reads 0.0) and finite.
     assert "# TYPE segue_recovery_seconds gauge" in exposition(segue)
     assert 0.0 < segue.metric("segue_recovery_seconds") < float("inf")
+
+
+def test_the_fetch_size_follows_the_input_rate(segue: Segue) -> None:
+    """While events flow, the worker's fetches ask for SEGUE_FETCH_GATHER_MS (20 ms) of
+    them; once the flow stops, for the floor of one byte again (engine/fetchsize.py)."""
+    sizes: list[float] = []
+
+    async def flow() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=segue.settings.kafka_bootstrap)
+        await producer.start()
+        try:
+            topic = segue.names.source("web")
+            for tick in range(40):  # ~500 events/s for 4 s
+                for j in range(50):
+                    ev = event("search", f"fetch-{j}", query="x")
+                    await producer.send(
+                        topic, key=ev["customer_id"].encode(), value=orjson.dumps(ev)
+                    )
+                await asyncio.sleep(0.1)
+                if tick >= 20:  # the rate measured over at least one whole second
+                    sizes.append(segue.metric("segue_fetch_min_bytes"))
+        finally:
+            await producer.stop()
+
+    asyncio.run(flow())
+    # ~500 events/s of some 130 bytes of key and value: 20 ms of them is ~1.3 KB; a
+    # slow machine sending at half the rate still asks for hundreds of bytes.
+    assert max(sizes) > 200, sizes
+    deadline = time.monotonic() + 20
+    while segue.metric("segue_fetch_min_bytes") != 1:
+        assert time.monotonic() < deadline, "the fetch size stayed above the floor when idle"
+        time.sleep(0.2)
