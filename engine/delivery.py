@@ -63,9 +63,10 @@ and the broker's replies and the tables' persisted offsets are taken in. On a ba
 where every slice is full, 32 took 18% less CPU per event than 8 (177 against 216 µs,
 three alternating saturation runs each of ``make bench``'s decide path; 16 took 222, 64
 and 128 one run each 220 and 225). 32 records are ~6 ms of decisions. When the worker
-keeps up, a fetch holds some ten records over several partitions: one slice and one
-turn for all of them took the worker at 1,000 events/s from 54-58% to 50-53% of a core
-against a turn per partition (benchmarks/README.md, fifth pass)."""
+keeps up, a fetch holds a few records in each of several partitions (engine/fetchsize.py
+sizes it at some twenty records at 1,000 events/s): one slice and one turn for all of
+them, with fetches of 10 ms of input, took the worker at 1,000 events/s from 54-58% to
+50-53% of a core against a turn per partition (benchmarks/README.md, fifth pass)."""
 
 
 class Receiver(Protocol):

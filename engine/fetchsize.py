@@ -4,7 +4,8 @@ The broker answers a fetch once it holds ``fetch_min_bytes`` for it, or when the
 wait is over. Each fetch costs the worker about a millisecond of CPU whatever it holds (a
 request and a reply naming every partition it reads, taken apart in Python): answering
 at the first byte took 67-71% of a core at 1,000 events/s, against 34-44% when a fetch
-waited for 4 KiB, some ten events (benchmarks/README.md, fourth pass). A fixed size
+waited for 4 KiB, some twenty of ``make bench``'s events (benchmarks/README.md, fourth
+and fifth passes). A fixed size
 suits one rate only: where it takes longer than the fetch wait to arrive, every fetch
 waits the whole wait (``make demo``, ~700 small events/s, decided at p50 25 ms with
 4 KiB against 9 ms with 1 byte), and at higher rates it answers ever more often.
