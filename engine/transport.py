@@ -42,12 +42,14 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
     async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
         # Runs in the consumer thread, like the fetcher it sets.
         records = await super()._fetch_records(consumer, *args, **kwargs)
-        nbytes = 0
-        for recs in records.values():
-            for r in recs:
-                nbytes += r.serialized_key_size + r.serialized_value_size
         size: FetchSize = self.app.fetch_size  # type: ignore[attr-defined]
-        consumer._fetcher._fetch_min_bytes = size.fetched(nbytes)
+        if size.gather_seconds:  # otherwise the floor, set at start, is kept
+            nbytes = sum(
+                r.serialized_key_size + r.serialized_value_size
+                for recs in records.values()
+                for r in recs
+            )
+            consumer._fetcher._fetch_min_bytes = size.fetched(nbytes)
         return records
 
 
