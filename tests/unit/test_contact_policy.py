@@ -31,6 +31,8 @@ from engine.contact_policy import (
     in_quiet_hours,
     suppressed_until_ms,
 )
+from engine.contacts import unpack
+from engine.frozen import FrozenDict
 from engine.profile import Profile, apply_event, record_contact, record_outcome
 from topics.events import Event
 
@@ -544,3 +546,86 @@ def test_a_contact_a_second_before_local_midnight_is_on_the_day_before_on_a_dst_
     assert reason(policy, before, "email", local(BERLIN, 2027, 10, 31, 0, 0, 0)) is None
     assert reason(policy, at, "email", late) == "cap_channel_day"
     assert reason(policy, at, "email", local(BERLIN, 2027, 11, 1, 0, 0, 0)) is None
+
+
+def _reference(policy: ContactPolicy, p: Profile, channel: str, now_ms: int) -> str | None:
+    """The rules after consent for a marketing contact, read straight off the module
+    docstring: every contact's local date and distance, one by one."""
+    if channel in p.opted_out:
+        return "no_consent"
+    zone = ZoneInfo(p.timezone or policy.default_timezone)
+    now_s = now_ms // 1000
+    today = datetime.fromtimestamp(now_s, zone).date()
+    if in_quiet_hours(policy, datetime.fromtimestamp(now_s, zone).time()) and (
+        channel not in policy.quiet_exempt
+    ):
+        return "quiet_hours"
+    times = {ch: unpack(packed) for ch, packed in p.contacts.items()}
+
+    def on_day(ts: list[int]) -> int:
+        return sum(datetime.fromtimestamp(t, zone).date() == today for t in ts)
+
+    def in_week(ts: list[int]) -> int:
+        return sum(t > now_s - WEEK_S for t in ts)
+
+    cap, mine = policy.cap(channel), times.get(channel, [])
+    every = [t for ts in times.values() for t in ts]
+    if on_day(mine) >= cap.day:
+        return "cap_channel_day"
+    if in_week(mine) >= cap.week:
+        return "cap_channel_week"
+    if on_day(every) >= policy.total_cap.day:
+        return "cap_total_day"
+    if in_week(every) >= policy.total_cap.week:
+        return "cap_total_week"
+    if any(abs(t - now_s) < policy.min_gap_s for t in every):
+        return "min_gap"
+    return None
+
+
+_CAPS = st.builds(Cap, st.integers(0, 3), st.integers(0, 5))
+
+
+@settings(max_examples=300)
+@given(
+    caps=st.dictionaries(st.sampled_from(CHANNELS), _CAPS, max_size=3),
+    other=_CAPS,
+    total=st.builds(Cap, st.integers(0, 4), st.integers(0, 8)),
+    gap_h=st.integers(0, 3),
+    zone=st.sampled_from(ZONES),
+    hour=st.integers(min_value=0, max_value=23),
+    history=st.lists(
+        st.tuples(st.integers(min_value=0, max_value=8 * 24), st.sampled_from((*CHANNELS, "fax"))),
+        max_size=8,
+    ),
+)
+def test_a_moments_channel_table_matches_the_rules_read_contact_by_contact(
+    caps: dict[str, Cap],
+    other: Cap,
+    total: Cap,
+    gap_h: int,
+    zone: str,
+    hour: int,
+    history: list[tuple[int, str]],
+) -> None:
+    """``Moment`` answers from a table per channel, the policy's own one for a customer
+    with no contacts, kept per policy: under any caps (zero ones included), for a
+    history empty or not, on a channel the policy names or one it does not ("fax",
+    answered outside the table), each answer must be what the rules give contact by
+    contact, and asking again must not change it."""
+    policy = replace(
+        DEFAULT_POLICY,
+        channel_caps=FrozenDict({**DEFAULT_POLICY.channel_caps, **caps}),
+        other_channel_cap=other,
+        total_cap=total,
+        min_gap_s=gap_h * 3600,
+    )
+    now = START + hour * HOUR_MS
+    p = Profile("c1", timezone=zone)
+    for hours_back, channel in history:
+        p = record_contact(p, channel, now - hours_back * HOUR_MS)
+    moment = Moment(policy, p, now)
+    for channel in (*CHANNELS, "fax") * 2:
+        expected = _reference(policy, p, channel, now)
+        assert moment.refusal("discount_offer", "marketing", channel) == expected
+        assert Moment(policy, p, now).refusal("discount_offer", "service", channel) == expected
