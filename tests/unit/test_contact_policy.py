@@ -629,3 +629,29 @@ def test_a_moments_channel_table_matches_the_rules_read_contact_by_contact(
         expected = _reference(policy, p, channel, now)
         assert moment.refusal("discount_offer", "marketing", channel) == expected
         assert Moment(policy, p, now).refusal("discount_offer", "service", channel) == expected
+
+
+@settings(max_examples=100)
+@given(
+    asks=st.lists(
+        st.tuples(
+            st.sampled_from(("", "Nowhere/Land", BERLIN, NEW_YORK, "Asia/Kolkata")),
+            st.sampled_from(("UTC", "Asia/Tokyo")),
+            st.integers(min_value=0, max_value=3),
+        ),
+        max_size=12,
+    )
+)
+def test_a_moments_local_time_is_the_zones_even_when_kept_from_an_earlier_moment(
+    asks: list[tuple[str, str, int]],
+) -> None:
+    """``Moment.local`` keeps each zone name's last answer for the second it was asked:
+    a later moment of that name, second and default zone gets it, any other gets its
+    own (an unknown name's zone is the policy's default, so a policy with another
+    default must not get the first one's)."""
+    for name, default, second in asks:
+        policy = replace(DEFAULT_POLICY, default_timezone=default)
+        p = Profile("c1", timezone=name)
+        now = START + second * 1000 + 7
+        zone = ZoneInfo(name) if name in (BERLIN, NEW_YORK, "Asia/Kolkata") else ZoneInfo(default)
+        assert Moment(policy, p, now).local() == (zone, datetime.fromtimestamp(now // 1000, zone))
