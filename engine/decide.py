@@ -33,7 +33,7 @@ from engine.profile import Profile, view
 from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
-from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
+from topics.decisions import NO_ACTION, Candidate, Decision, decision_id, kept_encoded
 from topics.events import Event
 
 STEP = "nba"
@@ -279,7 +279,7 @@ class _Plan:
             for arm, why in zip(self.arms, whys, strict=True):
                 assert why is not None, "an eligible arm has a score"
                 made.append(_excluded(arm.action.action_id, arm.channel, why))
-            found = self.known[whys] = tuple(made)
+            found = self.known[whys] = kept_encoded(tuple(made))
         return found
 
 

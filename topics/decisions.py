@@ -99,9 +99,40 @@ class Decision:
 
     def encode(self) -> bytes:
         # orjson serialises dataclasses natively, ten times faster than dataclasses.asdict.
+        candidates = self.candidates
+        kept = _KEPT.get(id(candidates))
+        if kept is not None and kept[0] is candidates:
+            # The candidates' JSON as ``kept_encoded`` wrote it, in the candidates' place
+            # (a dict keeps a replaced key where it was): the same bytes.
+            return orjson.dumps({**self.__dict__, "candidates": kept[1]})
         return orjson.dumps(self)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Decision:
         cands = tuple(Candidate(**c) for c in doc.get("candidates", ()))
         return cls(**{**doc, "candidates": cands, "reasons": tuple(doc["reasons"])})
+
+
+_KEPT: dict[int, tuple[tuple[Candidate, ...], orjson.Fragment]] = {}
+"""``kept_encoded``'s tuples by id, each with its JSON. The entry holds the tuple, so no
+other object takes its id while it is here."""
+_MOST_KEPT = 4096
+
+
+def kept_encoded(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
+    """``candidates``, their JSON written once for every decision that carries this very
+    tuple (``Decision.encode``): a decision that excludes every candidate shares the tuple
+    of its combination of reasons with many others (``engine.decide``). Writing eight
+    candidates was two fifths of a decision's encoding. Up to a bound; past it, every
+    tuple is forgotten and its decisions are encoded whole again (the same bytes).
+
+    >>> c = kept_encoded((Candidate("a", "sms", False, "no_consent"),))
+    >>> d = Decision("d-1", "c1", "e1", "web", "search", 0, NO_ACTION, None, None, None,
+    ...              False, ("r",), "m/0", candidates=c)
+    >>> d.encode() == orjson.dumps(d)
+    True
+    """
+    if len(_KEPT) >= _MOST_KEPT:
+        _KEPT.clear()
+    _KEPT[id(candidates)] = (candidates, orjson.Fragment(orjson.dumps(candidates)))
+    return candidates

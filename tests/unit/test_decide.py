@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import orjson
 import pytest
 
 from engine import contact_policy
@@ -13,6 +14,7 @@ from engine.journeys import Catalogue, default_catalogue, stage_of
 from engine.orchestrate import event_doc
 from engine.profile import Profile, view
 from models.policy import LogisticHeads
+from topics import decisions
 from topics.decisions import decision_id
 from topics.events import Event
 
@@ -192,3 +194,28 @@ def test_the_plan_excludes_as_the_rules_written_out_do(holdout: bool) -> None:
         assert d.stage == stage
         assert [(c.action, c.channel, c.excluded_by) for c in d.candidates] == whys
     assert stages == {"awareness", "purchase", "retention", "advocacy", "consideration"}
+
+
+def test_decisions_sharing_kept_candidates_encode_as_written_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scenario: decisions that exclude every candidate share a tuple whose JSON is kept,
+    and the keeping forgets everything past a bound (here 2 tuples). We expect the bytes
+    orjson writes for the whole decision, kept, forgotten or never kept."""
+    monkeypatch.setattr(decisions, "_MOST_KEPT", 2)
+    monkeypatch.setattr(decisions, "_KEPT", {})
+    cat = replace(CAT)  # a catalogue of its own: a plan without tuples made before
+    ticket = Profile("c1", open_tickets={"t1": "normal"})
+    cases = [  # four combinations of reasons, every candidate excluded
+        (ticket, ev(), False),
+        (ticket, ev(), True),
+        (Profile("c1"), ev(), True),
+        (replace(ticket, opted_out=("agent",)), ev("ticket_opened", "support"), False),
+    ]
+    kept = 0
+    for i, (p, e, holdout) in enumerate(cases * 3):
+        e = replace(e, event_id=f"e{i}")
+        d = decide(p, e, LogisticHeads(), DecideConfig(), cat, now_ms=NOW, holdout=holdout)
+        assert d.action == "none" and d.encode() == orjson.dumps(d)
+        kept += id(d.candidates) in decisions._KEPT
+    assert kept == 8 and len(decisions._KEPT) == 2  # 4 made, then 2 forgotten and 2 kept
