@@ -25,6 +25,7 @@ from typing import Any
 
 from engine import contact_policy
 from engine.actions import Action
+from engine.expr import Expr
 from engine.expr_eval import Run
 from engine.frozen import assembled
 from engine.journeys import Catalogue
@@ -96,7 +97,7 @@ def decide(
     profile = view(p, now) if profile_view is None else profile_view
     x = features(p, ev, web_events=profile["web_events"])
     plan = _plan(cat)
-    ctx = {"profile": profile, "event": event_doc(ev), "now": now}
+    ctx: dict[str, Any] = {"profile": profile, "now": now}  # ``event`` when read, below
     # ``stage_of(cat, profile, now)`` inline, on the rules' context: a stage's condition
     # reads only ``profile`` and ``now`` (the catalogue checks it), which it holds too.
     stage: str | None = None
@@ -119,7 +120,11 @@ def decide(
             why = OPEN_TICKET
         else:
             why = None
-            for name, holds in own.when:  # ``Action.failed``; most actions have none
+            for name, holds, reads_event in own.when:  # ``Action.failed``; most have none
+                if reads_event and "event" not in ctx:
+                    # Built for the first condition that reads it: most read only the
+                    # profile, and the payload's copy was ~2% of this function.
+                    ctx["event"] = event_doc(ev)
                 if holds(ctx) is not True:
                     why = name
                     break
@@ -222,8 +227,9 @@ class _Own:
     action: Action
     marketing: bool
     stages: tuple[str, ...]
-    when: tuple[tuple[str, Run], ...]
-    """The action's named conditions, each with its compiled ``run``."""
+    when: tuple[tuple[str, Run, bool], ...]
+    """The action's named conditions, each with its compiled ``run`` and whether it reads
+    ``event`` (a context goes without it until a condition does)."""
     arms: tuple[_Arm, ...]
 
 
@@ -246,7 +252,7 @@ class _Plan:
                 a,
                 a.action_class == "marketing",
                 a.stages,
-                tuple((name, rule.run) for name, rule in a.when),
+                tuple((name, rule.run, _reads_event(rule)) for name, rule in a.when),
                 tuple(arm for arm in self.arms if arm.action is a),
             )
             for a in cat.actions
@@ -281,6 +287,19 @@ class _Plan:
                 made.append(_excluded(arm.action.action_id, arm.channel, why))
             found = self.known[whys] = kept_encoded(tuple(made))
         return found
+
+
+def _reads_event(rule: Expr) -> bool:
+    """Whether ``rule`` reads the triggering event.
+
+    >>> from engine.expr import compile_expr
+    >>> roots = {"profile", "event", "now"}
+    >>> _reads_event(compile_expr("contains(event.name, 'support.')", roots=roots))
+    True
+    >>> _reads_event(compile_expr("len(profile.cart) > 0 or days_since(now) > 1", roots=roots))
+    False
+    """
+    return any(path.split(".")[0] == "event" for path in rule.paths())
 
 
 _MOST_EXCLUSIONS = 4096

@@ -142,13 +142,14 @@ def test_a_decision_encodes_as_the_dataclass_constructor_would_build_it(profile:
     assert (d.action == "none") == (profile.open_tickets != {})
 
 
-def _rules_written_out(p: Profile, cat: Catalogue, holdout: bool) -> tuple[str | None, list]:
+def _rules_written_out(
+    p: Profile, event: Event, cat: Catalogue, holdout: bool
+) -> tuple[str | None, list[tuple[str, str, str | None]]]:
     """The stage and each arm's reason as step 2 of ``engine.decide`` states them, one arm
     at a time: what ``decide``'s inline loop over its plan must match."""
     now = NOW
     profile = view(p, now)
     stage = stage_of(cat, profile, now) if cat.lifecycle else None
-    event = Event("web", "product_view", "e1", "c1", now, {})
     ctx = {"profile": profile, "event": event_doc(event), "now": now}
     moment = contact_policy.Moment(cat.contact, p, now)
     whys = []
@@ -188,11 +189,15 @@ def test_the_plan_excludes_as_the_rules_written_out_do(holdout: bool) -> None:
     ]
     stages = set()
     for p in profiles:
-        d = decide(p, ev(), LogisticHeads(), DecideConfig(0.0), cat, now_ms=NOW, holdout=holdout)
-        stage, whys = _rules_written_out(p, cat, holdout)
-        stages.add(stage)
-        assert d.stage == stage
-        assert [(c.action, c.channel, c.excluded_by) for c in d.candidates] == whys
+        for e in (ev(), ev("ticket_opened", "support")):  # ``event`` read or not
+            d = decide(p, e, LogisticHeads(), DecideConfig(0.0), cat, now_ms=NOW, holdout=holdout)
+            stage, whys = _rules_written_out(p, e, cat, holdout)
+            stages.add(stage)
+            assert d.stage == stage
+            assert [(c.action, c.channel, c.excluded_by) for c in d.candidates] == whys
+            assert (d.action == "support_followup") == (
+                e.source == "support" and bool(p.open_tickets)
+            )
     assert stages == {"awareness", "purchase", "retention", "advocacy", "consideration"}
 
 
