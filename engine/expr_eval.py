@@ -232,7 +232,7 @@ def _length_against(root: str, name: str, order: Callable[[Any, Any], Any], boun
     """
 
     def against_length(ctx: Mapping[str, Any]) -> bool | None:
-        value = ctx.get(root) if type(ctx) is dict or isinstance(ctx, Mapping) else None
+        value: Any = ctx.get(root) if type(ctx) is dict or isinstance(ctx, Mapping) else None
         if type(value) is dict or isinstance(value, Mapping):
             value = value.get(name)
             # ``run2`` lets only plain data through; of that, ``len`` only sized values.
