@@ -111,7 +111,9 @@ def decide(
     eligible: list[_Arm] = []
     for own in plan.actions:
         # The action's own rules, which hold on all its channels, in the order of step 2
-        # above (inline: a call per action was ~4% of this function's own time).
+        # above. Inline, like the stage above, and with the reasons of a decision that
+        # excludes every arm formed once per plan: ~8,800 instructions less a decision
+        # (callgrind, decide with its encoding, 257,900 before with the explorer's).
         if own.marketing and holdout:
             why: str | None = HOLDOUT
         elif own.stages and stage not in own.stages:
@@ -123,7 +125,7 @@ def decide(
             for name, holds, reads_event in own.when:  # ``Action.failed``; most have none
                 if reads_event and "event" not in ctx:
                     # Built for the first condition that reads it: most read only the
-                    # profile, and the payload's copy was ~2% of this function.
+                    # profile, and the payload's copy cost ~8,000 instructions (callgrind).
                     ctx["event"] = event_doc(ev)
                 if holds(ctx) is not True:
                     why = name

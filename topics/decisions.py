@@ -24,8 +24,8 @@ def decision_id(customer_id: str, source: str, event_id: str, step: str) -> str:
     >>> decision_id("c1", "web", "e1", "nba")
     'd-9bab26f17ea56c5a23c7c82cc3fcc34c'
     """
-    # An f-string, not a join of a tuple, and the hash bound once: ~1,000 instructions
-    # less a decision (callgrind).
+    # An f-string, not a join of a tuple, and the hash bound once: 6,946 instructions
+    # where the join took 7,013 (callgrind), little but not nothing.
     text = f"{customer_id}\x1f{source}\x1f{event_id}\x1f{step}"
     return "d-" + _blake2b(text.encode(), digest_size=16).hexdigest()
 
@@ -123,8 +123,10 @@ def kept_encoded(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
     """``candidates``, their JSON written once for every decision that carries this very
     tuple (``Decision.encode``): a decision that excludes every candidate shares the tuple
     of its combination of reasons with many others (``engine.decide``). Writing eight
-    candidates was two fifths of a decision's encoding. Up to a bound; past it, every
-    tuple is forgotten and its decisions are encoded whole again (the same bytes).
+    candidates was two fifths of a decision's encoding: 23,600 instructions a decision
+    where writing each whole took 29,400, over decisions of which half acted (callgrind;
+    an acting decision is still written whole). Up to a bound; past it, every tuple is
+    forgotten and its decisions are encoded whole again (the same bytes).
 
     >>> c = kept_encoded((Candidate("a", "sms", False, "no_consent"),))
     >>> d = Decision("d-1", "c1", "e1", "web", "search", 0, NO_ACTION, None, None, None,
