@@ -13,6 +13,12 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+_DRAWS = random.Random()
+"""The generator every draw reseeds: a new ``random.Random`` per draw also allocates and
+clears its 2.5 KB of state, 49,600 instructions against 44,900 to reseed this one
+(callgrind). Reseeded before each use, so no draw depends on an earlier one; the core
+decides on one thread."""
+
 
 @dataclass(frozen=True, slots=True)
 class Choice:
@@ -45,7 +51,8 @@ class EpsilonGreedy:
         arm, explored = greedy, False
         # Seeding a generator from a string hashes it (SHA-512): only when it may draw.
         if self.rate:
-            rng = random.Random(seed)
+            rng = _DRAWS
+            rng.seed(seed)  # the state of ``random.Random(seed)``, in a kept generator
             explored = rng.random() < self.rate
             if explored:
                 arm = rng.choice(sorted(pool))

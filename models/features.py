@@ -75,20 +75,24 @@ def features(p: Profile, ev: Event, *, web_events: int) -> dict[str, float]:
     web = web_events
     counts = p.counts
     recent = p.recent
+    cart = p.cart
     orders, spend = recent.orders, recent.spend
     if orders or spend:  # decayed to the event's time as ``decay.at`` would, same floats
         bought = weights(recent, ev.time_ms // 1000)[1]
-        orders, spend = orders * bought, spend * bought
+        log_orders, log_spend = _log(orders * bought), _log(spend * bought)
+    else:  # no orders: ``_log``'s zeros, without its two calls (with the cart's below,
+        # 14,300 instructions where the calls made it 18,100: callgrind)
+        log_orders, log_spend = float(orders), float(spend)
     # In NAMES order (the doctest checks it).
     return {
         "log_web_events": _log_count(web),
         "view_share": _share(counts.get("web.product_view", 0), web),
         "search_share": _share(counts.get("web.search", 0), web),
         "mobile_share": _share(p.mobile_events, web),
-        "cart_items": float(min(len(p.cart), 10)),
-        "log_cart_value": _log(sum(p.cart.values())),
-        "log_orders_30d": _log(orders),
-        "log_spend_30d": _log(spend),
+        "cart_items": float(min(len(cart), 10)) if cart else 0.0,
+        "log_cart_value": _log(sum(cart.values())) if cart else 0.0,
+        "log_orders_30d": log_orders,
+        "log_spend_30d": log_spend,
         "open_tickets": float(len(p.open_tickets)),
         "conversion_rate": _conversion_rate(p.conversions, p.decisions),
     }

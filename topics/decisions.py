@@ -24,10 +24,13 @@ def decision_id(customer_id: str, source: str, event_id: str, step: str) -> str:
     >>> decision_id("c1", "web", "e1", "nba")
     'd-9bab26f17ea56c5a23c7c82cc3fcc34c'
     """
-    digest = hashlib.blake2b(
-        "\x1f".join((customer_id, source, event_id, step)).encode(), digest_size=16
-    )
-    return "d-" + digest.hexdigest()
+    # An f-string, not a join of a tuple, and the hash bound once: 6,946 instructions
+    # where the join took 7,013 (callgrind), little but not nothing.
+    text = f"{customer_id}\x1f{source}\x1f{event_id}\x1f{step}"
+    return "d-" + _blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+_blake2b = hashlib.blake2b
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,42 @@ class Decision:
 
     def encode(self) -> bytes:
         # orjson serialises dataclasses natively, ten times faster than dataclasses.asdict.
+        candidates = self.candidates
+        kept = _KEPT.get(id(candidates))
+        if kept is not None and kept[0] is candidates:
+            # The candidates' JSON as ``kept_encoded`` wrote it, in the candidates' place
+            # (a dict keeps a replaced key where it was): the same bytes.
+            return orjson.dumps({**self.__dict__, "candidates": kept[1]})
         return orjson.dumps(self)
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Decision:
         cands = tuple(Candidate(**c) for c in doc.get("candidates", ()))
         return cls(**{**doc, "candidates": cands, "reasons": tuple(doc["reasons"])})
+
+
+_KEPT: dict[int, tuple[tuple[Candidate, ...], orjson.Fragment]] = {}
+"""``kept_encoded``'s tuples by id, each with its JSON. The entry holds the tuple, so no
+other object takes its id while it is here."""
+_MOST_KEPT = 4096
+
+
+def kept_encoded(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
+    """``candidates``, their JSON written once for every decision that carries this very
+    tuple (``Decision.encode``): a decision that excludes every candidate shares the tuple
+    of its combination of reasons with many others (``engine.decide``). Writing eight
+    candidates was two fifths of a decision's encoding: 23,600 instructions a decision
+    where writing each whole took 29,400, over decisions of which half acted (callgrind;
+    an acting decision is still written whole). Up to a bound; past it, every tuple is
+    forgotten and its decisions are encoded whole again (the same bytes).
+
+    >>> c = kept_encoded((Candidate("a", "sms", False, "no_consent"),))
+    >>> d = Decision("d-1", "c1", "e1", "web", "search", 0, NO_ACTION, None, None, None,
+    ...              False, ("r",), "m/0", candidates=c)
+    >>> d.encode() == orjson.dumps(d)
+    True
+    """
+    if len(_KEPT) >= _MOST_KEPT:
+        _KEPT.clear()
+    _KEPT[id(candidates)] = (candidates, orjson.Fragment(orjson.dumps(candidates)))
+    return candidates

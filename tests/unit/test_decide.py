@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import orjson
 import pytest
 
+from engine import contact_policy
 from engine.decide import DecideConfig, decide
 from engine.frozen import is_assembled
-from engine.journeys import default_catalogue
+from engine.journeys import Catalogue, default_catalogue, stage_of
+from engine.orchestrate import event_doc
 from engine.profile import Profile, view
 from models.policy import LogisticHeads
+from topics import decisions
 from topics.decisions import decision_id
 from topics.events import Event
 
@@ -136,3 +140,87 @@ def test_a_decision_encodes_as_the_dataclass_constructor_would_build_it(profile:
     rebuilt = replace(d, candidates=tuple(replace(c) for c in d.candidates))
     assert rebuilt == d and rebuilt.encode() == d.encode()
     assert (d.action == "none") == (profile.open_tickets != {})
+
+
+def _rules_written_out(
+    p: Profile, event: Event, cat: Catalogue, holdout: bool
+) -> tuple[str | None, list[tuple[str, str, str | None]]]:
+    """The stage and each arm's reason as step 2 of ``engine.decide`` states them, one arm
+    at a time: what ``decide``'s inline loop over its plan must match."""
+    now = NOW
+    profile = view(p, now)
+    stage = stage_of(cat, profile, now) if cat.lifecycle else None
+    ctx = {"profile": profile, "event": event_doc(event), "now": now}
+    moment = contact_policy.Moment(cat.contact, p, now)
+    whys = []
+    for a in cat.actions:
+        for channel in a.channels if a.next_best_action else ():
+            marketing = a.action_class == "marketing"
+            if marketing and holdout:
+                why = "holdout"
+            elif a.stages and stage not in a.stages:
+                why = "stage"
+            elif marketing and p.open_tickets:
+                why = "open_support_ticket"
+            else:
+                why = a.failed(ctx) or moment.refusal(a.action_id, a.action_class, channel)
+            whys.append((a.action_id, channel, why))
+    return stage, whys
+
+
+@pytest.mark.parametrize("holdout", [False, True])
+def test_the_plan_excludes_as_the_rules_written_out_do(holdout: bool) -> None:
+    """Scenario: ``decide`` runs the stage, the actions' rules and the contact policy from
+    a plan worked out once per catalogue. We expect, for customers at every stage, with
+    and without tickets, carts and consent, the stage and reasons of the rules applied one
+    arm at a time, in the order the module docstring gives."""
+    by_stage = {"discount_offer": ("purchase", "retention"), "cart_reminder": ("purchase",)}
+    cat = replace(
+        CAT,
+        actions=tuple(replace(a, stages=by_stage.get(a.action_id, ())) for a in CAT.actions),
+    )
+    profiles = [
+        Profile("c1"),
+        Profile("c1", cart={"p1": 9.0}),
+        Profile("c1", orders=2, cart={"p1": 9.0}),
+        Profile("c1", orders=7, opted_out=("email",)),
+        Profile("c1", counts={"web.product_view": 5}, open_tickets={"t1": "normal"}),
+        Profile("c1", cart={"p1": 9.0}, open_tickets={"t1": "normal"}, opted_out=("push",)),
+    ]
+    stages = set()
+    for p in profiles:
+        for e in (ev(), ev("ticket_opened", "support")):  # ``event`` read or not
+            d = decide(p, e, LogisticHeads(), DecideConfig(0.0), cat, now_ms=NOW, holdout=holdout)
+            stage, whys = _rules_written_out(p, e, cat, holdout)
+            stages.add(stage)
+            assert d.stage == stage
+            assert [(c.action, c.channel, c.excluded_by) for c in d.candidates] == whys
+            assert (d.action == "support_followup") == (
+                e.source == "support" and bool(p.open_tickets)
+            )
+    assert stages == {"awareness", "purchase", "retention", "advocacy", "consideration"}
+
+
+def test_decisions_sharing_kept_candidates_encode_as_written_whole(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scenario: decisions that exclude every candidate share a tuple whose JSON is kept,
+    and the keeping forgets everything past a bound (here 2 tuples). We expect the bytes
+    orjson writes for the whole decision, kept, forgotten or never kept."""
+    monkeypatch.setattr(decisions, "_MOST_KEPT", 2)
+    monkeypatch.setattr(decisions, "_KEPT", {})
+    cat = replace(CAT)  # a catalogue of its own: a plan without tuples made before
+    ticket = Profile("c1", open_tickets={"t1": "normal"})
+    cases = [  # four combinations of reasons, every candidate excluded
+        (ticket, ev(), False),
+        (ticket, ev(), True),
+        (Profile("c1"), ev(), True),
+        (replace(ticket, opted_out=("agent",)), ev("ticket_opened", "support"), False),
+    ]
+    kept = 0
+    for i, (p, e, holdout) in enumerate(cases * 3):
+        e = replace(e, event_id=f"e{i}")
+        d = decide(p, e, LogisticHeads(), DecideConfig(), cat, now_ms=NOW, holdout=holdout)
+        assert d.action == "none" and d.encode() == orjson.dumps(d)
+        kept += id(d.candidates) in decisions._KEPT
+    assert kept == 8 and len(decisions._KEPT) == 2  # 4 made, then 2 forgotten and 2 kept

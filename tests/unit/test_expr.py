@@ -4,6 +4,7 @@ point at the text, bounds, and the guarantee that user text cannot reach Python.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -534,3 +535,47 @@ def test_any_text_compiles_or_raises_expr_error_and_never_fails_at_run_time(
     rule.evaluate(ctx)
     assert rule.test(ctx) in (True, False)
     assert all(path.split(".")[0] in NAMES for path in rule.paths())
+
+
+class _Sized(Mapping[str, int]):
+    """A mapping that is not a dict: the ABC branch of every check."""
+
+    def __getitem__(self, key: str) -> int:
+        return {"k": 1}[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["k"])
+
+    def __len__(self) -> int:
+        return 1
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{}, {"p1": 1.0}, [], [1, 2], "", "ab", (1,), _Sized(), 0, 2.5, True, None, object()],
+)
+@pytest.mark.parametrize("text", ["len(p.x) > 0", "len(p.x) >= 2", "len(p.x) < 1.5"])
+def test_a_length_against_a_number_reads_as_its_parts_do(text: str, value: object) -> None:
+    """Scenario: ``len(root.name) <op> number`` runs as one closure. We expect the value
+    of the same length computed apart (``+ 0``: the generic chain of closures), for every
+    kind of value the context may hold there, with the root a dict or another mapping."""
+    fused = compile_expr(text, roots={"p"})
+    apart = compile_expr(text.replace(")", ") + 0", 1), roots={"p"})
+    for ctx in ({"p": {"x": value}}, {"p": _Holder(value)}, {"p": value}, {}):
+        assert fused.evaluate(ctx) == apart.evaluate(ctx), ctx
+
+
+class _Holder(Mapping[str, object]):
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __getitem__(self, key: str) -> object:
+        if key != "x":
+            raise KeyError(key)
+        return self.value
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(["x"])
+
+    def __len__(self) -> int:
+        return 1
