@@ -50,10 +50,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from engine.actions import Action
 from engine.dedup import short_hash
+from engine.frozen import immutable
 from engine.journeys import Catalogue
 from engine.pending import Pending, lesson
 from engine.profile import Profile, changed, remember
@@ -77,9 +78,10 @@ KINDS = {OPEN: "expired", CLICKED: "outcome", REFUSED: "outcome", BOUGHT: "purch
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Lesson:
-    """What one decision taught when it left the memory."""
+    """What one decision taught when it left the memory. ``immutable`` rather than a
+    frozen dataclass, like ``Settled``."""
 
     kind: str
     """outcome, purchase, expired or evicted."""
@@ -90,8 +92,12 @@ class Lesson:
     model learned nothing (a journey's decision, or features stored under other names)."""
 
 
-@dataclass(frozen=True, slots=True)
+@immutable
 class Settled:
+    """One per record applied (``settle``): ``immutable`` (``engine.frozen``), whose
+    ``__init__`` sets its slots directly, where a frozen dataclass's calls
+    ``object.__setattr__`` for each field."""
+
     profile: Profile
     leaving: tuple[tuple[Pending, str], ...] = ()
     """Decisions that left the memory, each with its lesson kind."""
@@ -116,10 +122,21 @@ def settle(
     if not p.pending:
         return Settled(p)
     t = ev.time_ms
+    source = ev.source
+    if source != "outcome" and source != "purchase":
+        # Most records (web events) answer nothing: only a window that has passed
+        # changes the memory, told by a loop before ``_closing``'s generator and sets.
+        # With ``Settled`` an ``immutable``: 4,900 instructions per record where
+        # ``settle`` took 8,800 (callgrind, the decide workload).
+        for x in p.pending:
+            if t > x.at_ms + window_ms:
+                break
+        else:
+            return Settled(p)
     held = list(p.pending)
     answered: Pending | None = None
     late, revenue = 0, 0.0
-    if ev.source == "outcome":
+    if source == "outcome":
         key = short_hash(str(ev.data["decision_id"]))
         item = next((x for x in held if x.key == key), None)
         if item is not None and t > item.at_ms + window_ms:
@@ -128,7 +145,7 @@ def settle(
             answer = CLICKED if REWARDS[ev.type] else REFUSED
             answered = replace(item, answer=answer)
             held[held.index(item)] = answered
-    elif ev.source == "purchase" and ev.type == "order_placed":
+    elif source == "purchase" and ev.type == "order_placed":
         within = [x for x in held if t <= x.at_ms + window_ms and marketing(x)]
         clicked = [x for x in within if x.answer == CLICKED]
         candidates = clicked or [x for x in within if x.answer == OPEN]
@@ -175,6 +192,9 @@ def hold(p: Profile, item: Pending) -> tuple[Profile, tuple[tuple[Pending, str],
     """Hold ``item``, and the decisions that fall out of the memory to make room."""
     kept = remember(p, item)
     gone = len(p.pending) + 1 - len(kept.pending)
+    if not gone:  # room for it (most decisions): no generator over nothing (with
+        # ``remember`` through ``_replaced``: 10,600 instructions where 13,000)
+        return kept, ()
     return kept, tuple((x, "evicted") for x in p.pending[:gone])
 
 

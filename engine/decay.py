@@ -53,7 +53,12 @@ class Activity:
 
     Not slotted, for the reason ``engine.profile.Profile`` is not: ``record`` (most web
     events) sets the instance dict whole: 5,500 instructions where ``__init__`` with
-    keywords, five ``object.__setattr__`` calls, took 12,200 (callgrind)."""
+    keywords, five ``object.__setattr__`` calls, took 12,200 (callgrind).
+
+    A profile's counters are rounded as stored (see the module docstring): ``record``,
+    ``combine`` and ``from_doc`` (of what those stored) make them so, and only ``at``'s
+    unrounded ones, never stored, are not. ``engine.profile.view`` relies on it: read
+    at ``at_s``, it returns them without rounding them again."""
 
     at_s: int = 0
     visits: float = 0.0

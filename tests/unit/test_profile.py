@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import fields, replace
 from pathlib import Path
@@ -303,3 +304,40 @@ def test_every_way_of_building_a_profile_keeps_its_fields_in_field_order() -> No
         assert list(vars(p)) == names
     assert decoded == held
     assert decoded.encode() == held.encode()
+
+
+def test_the_view_at_the_counters_own_time_is_their_stored_values_rounded() -> None:
+    """``view`` skips decay and ``round`` when read at or before ``recent.at_s``: the
+    counters are stored rounded (``decay.record``, ``decode``) to the places the view
+    rounds to, and rounding a rounded value changes nothing. Shown against the
+    rounding it skips, over counters built by many events of odd amounts and gaps."""
+    rng = random.Random(7)
+    p, t = Profile("c1"), T
+    for i in range(400):
+        t += rng.choice((0, 1, 999, 61_000, 3_600_000, 2 * DAY_S * 1000))
+        kind = rng.random()
+        if kind < 0.5:
+            e = ev("web", "product_view", t, product_id="p1", category=rng.choice("abcdefg"))
+        elif kind < 0.7:
+            e = ev("web", "add_to_cart", t, product_id=f"p{i}", price=1.0, category="h")
+        elif kind < 0.9:
+            e = ev("purchase", "order_placed", t, amount=round(rng.uniform(0, 300), 2))
+        else:
+            e = ev("purchase", "refund_issued", t, amount=round(rng.uniform(0, 50), 3))
+        p = apply(p, e, offset=i)
+        r = p.recent
+        for q in (p, Profile.decode(p.encode())):
+            for now_ms in (r.at_s * 1000, r.at_s * 1000 + 999, r.at_s * 1000 - 5_000):
+                v = view(q, now_ms)
+                assert v["visits_7d"] == round(r.visits, 3)
+                assert v["orders_30d"] == round(r.orders, 3)
+                assert v["spend_30d"] == round(r.spend, 2)
+                assert v["category_views_7d"] == {k: round(c, 3) for k, c in r.categories.items()}
+    assert p.recent.categories and p.recent.spend and p.recent.visits  # all were exercised
+
+
+def test_a_profile_with_no_recent_counters_views_zeros_at_any_time() -> None:
+    for now_ms in (0, T, T + 400 * DAY_S * 1000):
+        v = view(Profile("c1"), now_ms)
+        assert (v["visits_7d"], v["orders_30d"], v["spend_30d"]) == (0.0, 0.0, 0.0)
+        assert v["category_views_7d"] == {}
