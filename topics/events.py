@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ from topics.contracts import CURRENT, ENVELOPE, FORMATS, Contract, Field, Format
 
 CE_STRUCTURED = "application/cloudevents+json"
 JSON_TYPES = ("application/json", "text/json")
+_NO_HEADERS: Mapping[str, str] = {}
+"""The headers of a record that has none (read only)."""
 
 
 @dataclass(frozen=True)
@@ -95,13 +98,17 @@ def parse_event(
         return Rejection("tombstone", "null value (tombstone) on an event topic")
     if len(value) > max_bytes:
         return Rejection("too_large", f"value is {len(value)} bytes, limit {max_bytes}")
-    hdrs = _headers(headers)
-    content_type = hdrs.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type not in (CE_STRUCTURED, *JSON_TYPES):
-        return Rejection(
-            "unsupported_content_type",
-            f"content-type {content_type!r}: expected application/json or {CE_STRUCTURED}",
-        )
+    if headers:
+        hdrs: Mapping[str, str] = _headers(headers)
+        content_type = hdrs.get("content-type", "").split(";")[0].strip().lower()
+        if content_type and content_type not in (CE_STRUCTURED, *JSON_TYPES):
+            return Rejection(
+                "unsupported_content_type",
+                f"content-type {content_type!r}: expected application/json or {CE_STRUCTURED}",
+            )
+    else:  # most records: plain JSON, no header to read (see ``_well_formed`` for what
+        # this and its text loop saved together)
+        hdrs, content_type = _NO_HEADERS, ""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -153,7 +160,7 @@ def _validate(
         type(time_ms) is int
         and time_ms >= 0
         and (customer_id is not None or anonymous_id is not None)
-        and _well_formed(doc, plan.rules)
+        and _well_formed(doc, plan)
     ):
         # Something is amiss (or the time is RFC 3339 text): field by field, each
         # problem named.
@@ -239,32 +246,70 @@ class _Plan:
 
     contract: Contract
     anonymous: bool
+    texts: tuple[tuple[str, bool, int, tuple[str, ...] | None, Format | None], ...]
+    """(name, required, max_length, choices, format) per text field without bounds;
+    ``max_length`` is ``sys.maxsize`` when the field has none."""
     rules: tuple[tuple[str, str, bool, Any, Any, Any, Any, Any], ...]
-    """(name, kind, required, max_length, choices, minimum, maximum, format) per field."""
+    """(name, kind, required, max_length, choices, minimum, maximum, format) per other
+    field."""
 
 
 def _plan(contract: Contract) -> _Plan:
     specs = {"event_id": ENVELOPE["event_id"], "customer_id": ENVELOPE["customer_id"]}
     specs.update(contract.fields)
+    texts = tuple(
+        (
+            name,
+            s.required,
+            sys.maxsize if s.max_length is None else s.max_length,
+            s.choices,
+            s.format,
+        )
+        for name, s in specs.items()
+        if s.kind == "str" and s.minimum is None and s.maximum is None
+    )
     rules = tuple(
         (name, s.kind, s.required, s.max_length, s.choices, s.minimum, s.maximum, s.format)
         for name, s in specs.items()
+        if not (s.kind == "str" and s.minimum is None and s.maximum is None)
     )
-    return _Plan(contract, contract.anonymous, rules)
+    return _Plan(contract, contract.anonymous, texts, rules)
 
 
 _PLANS: Mapping[tuple[str, str], _Plan] = {(c.source, c.type): _plan(c) for c in CURRENT.values()}
 """By (source, type): the contract in force (``topics.contracts.CURRENT``), planned."""
 
 
-def _well_formed(doc: Mapping[str, Any], rules: tuple[tuple[Any, ...], ...]) -> bool:
+def _well_formed(doc: Mapping[str, Any], plan: _Plan) -> bool:
     """True when every field passes its contract: the common case, told in one pass
     without a call per field (the field by field check, which names each problem, was
     most of the parse step). False on any doubt: ``_checked`` then decides, so both
     accept exactly the same events. The same rules as ``_check``, for exact JSON types
-    (orjson makes no subclasses)."""
-    for name, kind, required, longest, choices, low, high, fmt in rules:
-        value = doc.get(name)
+    (orjson makes no subclasses).
+
+    Text fields, most of them, go first in a loop of their own that asks only what a
+    text field can fail. With ``parse_event`` skipping the header work of a record
+    without headers, 4,000 instructions per decision point less (callgrind, 645,000 ->
+    641,000). The order does not matter: the answer is whether all fields pass. (Tried
+    and dropped: the plain text fields checked all at once by ``map`` over ``dict.get``,
+    ``type``, ``str.strip`` and ``len``: this whole check took 25,900 instructions per
+    event then, 15,400 as it is; callgrind, ``_well_formed`` alone over 1,000 events.)"""
+    get = doc.get
+    for name, required, longest, choices, fmt in plan.texts:
+        value = get(name)
+        if value is None:
+            if required:
+                return False
+        elif (
+            type(value) is not str
+            or not value.strip()
+            or len(value) > longest
+            or (choices is not None and value not in choices)
+            or (fmt is not None and _misformatted(fmt, value) is not None)
+        ):
+            return False
+    for name, kind, required, longest, choices, low, high, fmt in plan.rules:
+        value = get(name)
         if value is None:
             if required:
                 return False
