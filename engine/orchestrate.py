@@ -81,11 +81,15 @@ def on_event(
     decided_at_ms: int,
     holdout: bool = False,
     profile_view: dict[str, Any] | None = None,
+    name: str | None = None,
+    quiet_checked: bool = False,
 ) -> Outcome:
-    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` when
-    the caller has it already."""
-    name = f"{ev.source}.{ev.type}"  # once for both uses
-    if runtime.quiet(cat, p.journeys, name):
+    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` and
+    ``name`` is ``source.type`` when the caller has them already; ``quiet_checked``: the
+    caller found the event not ``quiet`` (then the journeys need not be asked again)."""
+    if name is None:
+        name = f"{ev.source}.{ev.type}"  # once for both uses
+    if not quiet_checked and runtime.quiet(cat, p.journeys, name):
         return Outcome(p, [], [])
     seen = view(p, ev.time_ms) if profile_view is None else profile_view
     doc = event_doc(ev, name)
@@ -94,6 +98,12 @@ def on_event(
     )
     trigger = (ev.event_id, ev.source, ev.type)
     return _outcome(cat, p, mem, commands, trigger, decided_at_ms, holdout)
+
+
+def quiet(cat: Catalogue, p: Profile, name: str) -> bool:
+    """True when an event of type ``name`` (``source.type``) cannot move the customer's
+    journeys: ``on_event`` would hand back ``p`` with no decision and no command."""
+    return runtime.quiet(cat, p.journeys, name)
 
 
 def on_tick(

@@ -348,20 +348,29 @@ class Core:
         )
         profile, result.late_outcomes = settled.profile, settled.late
         result.revenue = settled.revenue
-        self._learn(result, settled.leaving)
-        point = known and f"{ev.source}.{ev.type}" in TRIGGERS
+        if settled.leaving:
+            self._learn(result, settled.leaving)
+        name = f"{ev.source}.{ev.type}"  # once, for the triggers and the journeys
+        point = known and name in TRIGGERS
         # The profile as conditions read it, worked out once for the journeys and
         # next-best-action both: computing it twice per decision point cost 5% of the core.
         picture = view(profile, ev.time_ms) if point else None
-        if known:
-            # Journeys first: their exits see this event before anything acts on it.
+        # Journeys first: their exits see this event before anything acts on it. Most
+        # events move none of the customer's journeys (``quiet``), and then nothing of
+        # ``on_event``'s outcome is needed (it hands back the profile, no command, no
+        # decision). Asked here, with the event's name worked out once and the shortcuts
+        # of ``_journey_sends`` and ``_learn`` for nothing to send or teach: 12,900
+        # instructions per decision point less (callgrind, 634,200 -> 621,300).
+        if known and not orchestrate.quiet(cat, profile, name):
             done = orchestrate.on_event(
-                state.catalogue,
+                cat,
                 profile,
                 ev,
                 decided_at_ms=now_ms,
                 holdout=holdout,
                 profile_view=picture,
+                name=name,
+                quiet_checked=True,
             )
             result.commands = done.commands
             if done.profile.contacts is not profile.contacts:
@@ -373,7 +382,7 @@ class Core:
                 ev,
                 self.policy,
                 self.cfg,
-                state.catalogue,
+                cat,
                 now_ms=now_ms,
                 holdout=holdout,
                 profile_view=picture,
@@ -394,6 +403,9 @@ class Core:
         """Queue the sends of journey decisions and remember the acting ones, so a replay
         of ``trigger_id`` sends them again (orchestrate recorded their contacts)."""
         profile = done.profile
+        result.journey_decisions = done.decisions
+        if not done.decisions:
+            return profile
         for act, decision in zip(done.acts, done.decisions, strict=True):
             encoded = decision.encode()
             if decision.channel is not None:
@@ -401,7 +413,6 @@ class Core:
                 profile, evicted = attribution.hold(profile, held)
                 self._learn(result, evicted)
             result.sends += decision_sends(decision, self.names, encoded)
-        result.journey_decisions = done.decisions
         return profile
 
     def _learn(self, result: Result, leaving: tuple[tuple[Pending, str], ...]) -> None:
