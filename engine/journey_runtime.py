@@ -217,7 +217,7 @@ def quiet(cat: Catalogue, mem: JourneyMemory, name: Any) -> bool:
     """True when an event of this type cannot change ``mem``: no journey starts with
     it, and no membership could exit, move on, resume or be withdrawn on it. Most
     events are like this; checking first spares building the condition context."""
-    plan = _plan(cat)
+    plan = _PLANS.get(cat.digest) or _plan(cat)  # the look-up inline: asked on every event
     if name in plan.entry_events:
         return False
     for journey_id, member in mem.active.items():

@@ -100,12 +100,6 @@ def on_event(
     return _outcome(cat, p, mem, commands, trigger, decided_at_ms, holdout)
 
 
-def quiet(cat: Catalogue, p: Profile, name: str) -> bool:
-    """True when an event of type ``name`` (``source.type``) cannot move the customer's
-    journeys: ``on_event`` would hand back ``p`` with no decision and no command."""
-    return runtime.quiet(cat, p.journeys, name)
-
-
 def on_tick(
     cat: Catalogue, p: Profile, *, now_ms: int, decided_at_ms: int, holdout: bool = False
 ) -> Outcome:
@@ -136,10 +130,15 @@ def _outcome(
     decided_at_ms: int,
     holdout: bool,
 ) -> Outcome:
+    after = p if mem is p.journeys or mem == p.journeys else changed(p, journeys=mem)
+    if not commands:
+        # Most events the journeys see: no command. This, ``_validate`` building its
+        # ``Event`` and ``Core._apply`` asking whether the journeys moved before calling
+        # ``_note_timer``: 1,400 instructions per decision point (621,300 -> 619,900).
+        return Outcome(after, [], commands)
     acts = [c for c in commands if isinstance(c, runtime.Act)]
     now_ms = acts[0].at_ms if acts else 0
     where = stage(cat, p, now_ms) if acts else None
-    after = p if mem is p.journeys or mem == p.journeys else changed(p, journeys=mem)
     decisions = []
     for act in acts:
         journey = cat.journey(act.journey_id)
