@@ -172,8 +172,9 @@ def _validate(
             return checked
         event_id, customer_id, time_ms = checked
 
-    identity = customer_id if customer_id is not None else anonymous_id
-    if key is not None and key != str(identity).encode():
+    # Text by now (``_well_formed`` or ``_checked`` saw to it), so no ``str()`` call.
+    identity: Any = customer_id if customer_id is not None else anonymous_id
+    if key is not None and key != identity.encode():
         return Rejection(
             "key_mismatch",
             "record key differs from customer_id (or anonymous_id when there is no "

@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from engine import pipeline
+from engine.attribution import is_marketing
 from engine.decide import DecideConfig, in_holdout
 from engine.journeys import Catalogue, default_catalogue
 from engine.pending import RESENT, Pending
@@ -355,3 +356,34 @@ def test_the_input_topics_map_to_their_sources_as_the_topic_names_say() -> None:
     topics = [*NAMES.inputs, "cx.dlq", "cx.decisions.log", "other.web", "cx.webx", "cx.", ""]
     assert [core._sources.get(t) for t in topics] == [NAMES.source_of(t) for t in topics]
     assert all(core._sources.get(t) is not None for t in NAMES.inputs)
+
+
+def test_the_remembered_marketing_judge_answers_as_the_catalogue_it_was_made_for() -> None:
+    """Scenario: the core makes the function that tells marketing decisions from others
+    once per catalogue (``Core._marketing``, by digest). We expect it to answer as
+    ``is_marketing`` for every action and journey of its catalogue, to be made once,
+    and a catalogue with another digest (here its classes turned around) to get its own."""
+    core = Harness().core
+    cat = default_catalogue()
+    flipped = replace(
+        cat,
+        digest="another",
+        actions=tuple(
+            replace(a, action_class="service" if a.action_class == "marketing" else "marketing")
+            for a in cat.actions
+        ),
+        journeys=tuple(
+            replace(j, journey_class="service" if j.journey_class == "marketing" else "marketing")
+            for j in cat.journeys
+        ),
+    )
+    items = [Pending("k", f"{a.action_id}:email", (), 0.5, False, "m", 0) for a in cat.actions]
+    items += [
+        Pending("k", "x:email", (), None, False, "m", 0, act=f"{j.id}:1:s:0:0")
+        for j in cat.journeys
+    ]
+    for c in (cat, flipped, cat):
+        judge = core._marketing(c)
+        assert judge is core._marketing(c)
+        assert [judge(i) for i in items] == [is_marketing(i, c.actions, c) for i in items]
+    assert [core._marketing(cat)(i) for i in items] != [core._marketing(flipped)(i) for i in items]
