@@ -194,8 +194,8 @@ class Core:
         catalogue (by its digest, which covers its content) rather than a closure per
         event. With the holdout group read inline in ``_apply``, ``journey_runtime.
         on_event`` without its inner call and ``_validate`` without a ``str()``: about
-        2,400 instructions per decision point (callgrind, 618,300 against 620,100 and
-        621,400 in two runs before; runs of one tree differ by up to ~2,500)."""
+        450 instructions per decision point (callgrind with address randomisation off,
+        619,300 -> 618,900; a small saving, within what runs with it on differ by)."""
         made = self._judges.get(cat.digest)
         if made is None:
             if len(self._judges) >= _MAX_JUDGES:
@@ -384,9 +384,12 @@ class Core:
         # ``on_event``'s outcome is needed (it hands back the profile, no command, no
         # decision). Asked here, with the event's name worked out once and the shortcuts
         # of ``_journey_sends`` and ``_learn`` for nothing to send or teach: 12,900
-        # instructions per decision point less (callgrind, 634,200 -> 621,300); asking
-        # ``journey_runtime.quiet`` itself, whose catalogue plan look-up is inline,
-        # another 900 (621,900 -> 619,000).
+        # instructions per decision point less (callgrind, 634,200 -> 621,300). Asking
+        # ``journey_runtime.quiet`` itself, whose catalogue plan look-up is inline, with
+        # ``orchestrate._outcome``'s shortcut for no command, ``_note_timer`` called only
+        # when the journeys moved and the ``Event`` built in ``_validate``: another 2,200
+        # (621,500 -> 619,300, callgrind with address randomisation off, ``setarch -R``:
+        # without it, runs of one tree differ by up to 2,500).
         if known and not quiet(cat, profile.journeys, name):
             done = orchestrate.on_event(
                 cat,
