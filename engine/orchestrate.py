@@ -81,11 +81,15 @@ def on_event(
     decided_at_ms: int,
     holdout: bool = False,
     profile_view: dict[str, Any] | None = None,
+    name: str | None = None,
+    quiet_checked: bool = False,
 ) -> Outcome:
-    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` when
-    the caller has it already."""
-    name = f"{ev.source}.{ev.type}"  # once for both uses
-    if runtime.quiet(cat, p.journeys, name):
+    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` and
+    ``name`` is ``source.type`` when the caller has them already; ``quiet_checked``: the
+    caller found the event not ``quiet`` (then the journeys need not be asked again)."""
+    if name is None:
+        name = f"{ev.source}.{ev.type}"  # once for both uses
+    if not quiet_checked and runtime.quiet(cat, p.journeys, name):
         return Outcome(p, [], [])
     seen = view(p, ev.time_ms) if profile_view is None else profile_view
     doc = event_doc(ev, name)
@@ -126,10 +130,13 @@ def _outcome(
     decided_at_ms: int,
     holdout: bool,
 ) -> Outcome:
+    after = p if mem is p.journeys or mem == p.journeys else changed(p, journeys=mem)
+    if not commands:
+        # Most events the journeys see: no command (``Core._apply`` notes the saving).
+        return Outcome(after, [], commands)
     acts = [c for c in commands if isinstance(c, runtime.Act)]
     now_ms = acts[0].at_ms if acts else 0
     where = stage(cat, p, now_ms) if acts else None
-    after = p if mem is p.journeys or mem == p.journeys else changed(p, journeys=mem)
     decisions = []
     for act in acts:
         journey = cat.journey(act.journey_id)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -29,11 +30,13 @@ from typing import Any
 
 import orjson
 
-from engine.frozen import assembled
 from topics.contracts import CURRENT, ENVELOPE, FORMATS, Contract, Field, Format
 
 CE_STRUCTURED = "application/cloudevents+json"
 JSON_TYPES = ("application/json", "text/json")
+_new, _set = object.__new__, object.__setattr__
+_NO_HEADERS: Mapping[str, str] = {}
+"""The headers of a record that has none (read only)."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,8 @@ class Event:
     """A validated input event. ``data`` is the whole event object (envelope included).
 
     Not slotted, for the reason ``engine.profile.Profile`` is not: ``_validate`` sets the
-    instance dict whole (``_event``) instead of eight ``object.__setattr__`` calls: 6,400
-    instructions where ``__init__`` took 13,300 (callgrind), on every event."""
+    instance dict whole instead of eight ``object.__setattr__`` calls: 6,400 instructions
+    where ``__init__`` took 13,300 (callgrind), on every event."""
 
     source: str
     type: str
@@ -83,6 +86,9 @@ def parse_event(
     ...                  b'"time":1700000000000}', b"c1", now_ms=1700000000000)
     >>> (ev.type, ev.customer_id, ev.time_ms)
     ('login', 'c1', 1700000000000)
+    >>> from engine.frozen import is_assembled
+    >>> is_assembled(ev), ev == Event("web", "login", "e1", "c1", 1700000000000, ev.data)
+    (True, True)
     >>> parse_event("web", b'{"event_id":', b"c1", now_ms=0).error_class
     'malformed_json'
     >>> ce = [("ce_specversion", b"1.0"), ("ce_id", b"e2"), ("ce_source", b"/shop"),
@@ -95,13 +101,17 @@ def parse_event(
         return Rejection("tombstone", "null value (tombstone) on an event topic")
     if len(value) > max_bytes:
         return Rejection("too_large", f"value is {len(value)} bytes, limit {max_bytes}")
-    hdrs = _headers(headers)
-    content_type = hdrs.get("content-type", "").split(";")[0].strip().lower()
-    if content_type and content_type not in (CE_STRUCTURED, *JSON_TYPES):
-        return Rejection(
-            "unsupported_content_type",
-            f"content-type {content_type!r}: expected application/json or {CE_STRUCTURED}",
-        )
+    if headers:
+        hdrs: Mapping[str, str] = _headers(headers)
+        content_type = hdrs.get("content-type", "").split(";")[0].strip().lower()
+        if content_type and content_type not in (CE_STRUCTURED, *JSON_TYPES):
+            return Rejection(
+                "unsupported_content_type",
+                f"content-type {content_type!r}: expected application/json or {CE_STRUCTURED}",
+            )
+    else:  # most records: plain JSON, no header to read (see ``_well_formed`` for what
+        # this and its text loop saved together)
+        hdrs, content_type = _NO_HEADERS, ""
     try:
         doc = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
@@ -153,7 +163,7 @@ def _validate(
         type(time_ms) is int
         and time_ms >= 0
         and (customer_id is not None or anonymous_id is not None)
-        and _well_formed(doc, plan.rules)
+        and _well_formed(doc, plan)
     ):
         # Something is amiss (or the time is RFC 3339 text): field by field, each
         # problem named.
@@ -162,8 +172,9 @@ def _validate(
             return checked
         event_id, customer_id, time_ms = checked
 
-    identity = customer_id if customer_id is not None else anonymous_id
-    if key is not None and key != str(identity).encode():
+    # Text by now (``_well_formed`` or ``_checked`` saw to it), so no ``str()`` call.
+    identity: Any = customer_id if customer_id is not None else anonymous_id
+    if key is not None and key != identity.encode():
         return Rejection(
             "key_mismatch",
             "record key differs from customer_id (or anonymous_id when there is no "
@@ -175,40 +186,24 @@ def _validate(
             f"event time is {(time_ms - now_ms) / 1000:.0f}s ahead of the clock "
             f"(limit {max_future_ms / 1000:.0f}s)",
         )
-    return _event(source, etype, event_id, customer_id, time_ms, doc, anonymous_id, origin)
-
-
-def _event(
-    source: str,
-    etype: str,
-    event_id: str,
-    customer_id: str | None,
-    time_ms: int,
-    data: Mapping[str, Any],
-    anonymous_id: str | None,
-    origin: str,
-) -> Event:
-    """``Event(...)``, its instance dict set whole in field order (``assembled``).
-
-    >>> from engine.frozen import is_assembled
-    >>> args = ("web", "search", "e1", "c1", 5, {"q": 1}, None, "/shop")
-    >>> ev = _event(*args)
-    >>> ev == Event(*args), is_assembled(ev)
-    (True, True)
-    """
-    return assembled(
-        Event,
+    # ``Event(...)``, its instance dict set whole in field order: ``engine.frozen.
+    # assembled`` written out, which spares two calls.
+    made = _new(Event)
+    _set(
+        made,
+        "__dict__",
         {
             "source": source,
             "type": etype,
             "event_id": event_id,
             "customer_id": customer_id,
             "time_ms": time_ms,
-            "data": data,
+            "data": doc,
             "anonymous_id": anonymous_id,
             "origin": origin,
         },
     )
+    return made
 
 
 def _checked(
@@ -239,32 +234,70 @@ class _Plan:
 
     contract: Contract
     anonymous: bool
+    texts: tuple[tuple[str, bool, int, tuple[str, ...] | None, Format | None], ...]
+    """(name, required, max_length, choices, format) per text field without bounds;
+    ``max_length`` is ``sys.maxsize`` when the field has none."""
     rules: tuple[tuple[str, str, bool, Any, Any, Any, Any, Any], ...]
-    """(name, kind, required, max_length, choices, minimum, maximum, format) per field."""
+    """(name, kind, required, max_length, choices, minimum, maximum, format) per other
+    field."""
 
 
 def _plan(contract: Contract) -> _Plan:
     specs = {"event_id": ENVELOPE["event_id"], "customer_id": ENVELOPE["customer_id"]}
     specs.update(contract.fields)
+    texts = tuple(
+        (
+            name,
+            s.required,
+            sys.maxsize if s.max_length is None else s.max_length,
+            s.choices,
+            s.format,
+        )
+        for name, s in specs.items()
+        if s.kind == "str" and s.minimum is None and s.maximum is None
+    )
     rules = tuple(
         (name, s.kind, s.required, s.max_length, s.choices, s.minimum, s.maximum, s.format)
         for name, s in specs.items()
+        if not (s.kind == "str" and s.minimum is None and s.maximum is None)
     )
-    return _Plan(contract, contract.anonymous, rules)
+    return _Plan(contract, contract.anonymous, texts, rules)
 
 
 _PLANS: Mapping[tuple[str, str], _Plan] = {(c.source, c.type): _plan(c) for c in CURRENT.values()}
 """By (source, type): the contract in force (``topics.contracts.CURRENT``), planned."""
 
 
-def _well_formed(doc: Mapping[str, Any], rules: tuple[tuple[Any, ...], ...]) -> bool:
+def _well_formed(doc: Mapping[str, Any], plan: _Plan) -> bool:
     """True when every field passes its contract: the common case, told in one pass
     without a call per field (the field by field check, which names each problem, was
     most of the parse step). False on any doubt: ``_checked`` then decides, so both
     accept exactly the same events. The same rules as ``_check``, for exact JSON types
-    (orjson makes no subclasses)."""
-    for name, kind, required, longest, choices, low, high, fmt in rules:
-        value = doc.get(name)
+    (orjson makes no subclasses).
+
+    Text fields, most of them, go first in a loop of their own that asks only what a
+    text field can fail. With ``parse_event`` skipping the header work of a record
+    without headers, 4,000 instructions per decision point less (callgrind, 645,000 ->
+    641,000). The order does not matter: the answer is whether all fields pass. (Tried
+    and dropped: the plain text fields checked all at once by ``map`` over ``dict.get``,
+    ``type``, ``str.strip`` and ``len``: this whole check took 25,900 instructions per
+    event then, 15,400 as it is; callgrind, ``_well_formed`` alone over 1,000 events.)"""
+    get = doc.get
+    for name, required, longest, choices, fmt in plan.texts:
+        value = get(name)
+        if value is None:
+            if required:
+                return False
+        elif (
+            type(value) is not str
+            or not value.strip()
+            or len(value) > longest
+            or (choices is not None and value not in choices)
+            or (fmt is not None and _misformatted(fmt, value) is not None)
+        ):
+            return False
+    for name, kind, required, longest, choices, low, high, fmt in plan.rules:
+        value = get(name)
         if value is None:
             if required:
                 return False

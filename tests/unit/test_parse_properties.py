@@ -178,7 +178,7 @@ def test_the_one_pass_check_accepts_exactly_what_the_field_by_field_check_accept
         type(time_ms) is int
         and time_ms >= 0
         and (doc.get("customer_id") is not None or anonymous_id is not None)
-        and _well_formed(doc, plan.rules)
+        and _well_formed(doc, plan)
     )
     by_field = not isinstance(_checked(doc, plan.contract, anonymous_id), Rejection)
     event("accepted" if by_field else "rejected")

@@ -8,7 +8,9 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from engine.decide import DecideConfig
+from engine import pipeline
+from engine.attribution import is_marketing
+from engine.decide import DecideConfig, in_holdout
 from engine.journeys import Catalogue, default_catalogue
 from engine.pending import RESENT, Pending
 from engine.pipeline import Core, Limits, Result
@@ -324,3 +326,64 @@ def test_a_resent_stitched_login_does_not_fold_history_in_twice() -> None:
     first, again = h.deliver(linked), h.deliver(linked)  # the hop delivered twice
     assert [r.status for r in first + again] == ["decided", "duplicate"]
     assert h.profiles["c1"].counts == {"web.product_view": 1, "web.login": 1}
+
+
+def test_the_remembered_holdout_group_is_the_one_the_hash_draws(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Scenario: the core remembers each customer's holdout group (``Core._holdout``),
+    emptying its memory when full. We expect every answer, first or remembered, before
+    and after the memory was emptied, to be ``in_holdout``'s, and the memory to stay
+    within its bound; with no holdout share, no one is held out."""
+    monkeypatch.setattr(pipeline, "_MAX_GROUPS", 16)
+    cfg = DecideConfig(holdout_share=0.3, holdout_salt="s")
+    core = Harness(cfg=cfg).core
+    ids = [f"c{i}" for i in range(50)]
+    drawn = [in_holdout(c, cfg) for c in ids]
+    assert 0 < sum(drawn) < len(ids)  # both groups occur, so a wrong answer would show
+    for _ in range(2):
+        assert [core._holdout(c) for c in ids] == drawn
+        assert len(core._groups) <= 16
+    nobody = Harness(cfg=DecideConfig(holdout_share=0.0)).core
+    assert not any(nobody._holdout(c) for c in ids)
+
+
+def test_the_input_topics_map_to_their_sources_as_the_topic_names_say() -> None:
+    """Scenario: the core looks a record's source up by topic (``Core._sources``). We
+    expect the same answer as ``TopicNames.source_of`` for every input topic and for
+    topics that are not inputs (other prefixes, near misses, the core's own topics)."""
+    core = Harness().core
+    topics = [*NAMES.inputs, "cx.dlq", "cx.decisions.log", "other.web", "cx.webx", "cx.", ""]
+    assert [core._sources.get(t) for t in topics] == [NAMES.source_of(t) for t in topics]
+    assert all(core._sources.get(t) is not None for t in NAMES.inputs)
+
+
+def test_the_remembered_marketing_judge_answers_as_the_catalogue_it_was_made_for() -> None:
+    """Scenario: the core makes the function that tells marketing decisions from others
+    once per catalogue (``Core._marketing``, by digest). We expect it to answer as
+    ``is_marketing`` for every action and journey of its catalogue, to be made once,
+    and a catalogue with another digest (here its classes turned around) to get its own."""
+    core = Harness().core
+    cat = default_catalogue()
+    flipped = replace(
+        cat,
+        digest="another",
+        actions=tuple(
+            replace(a, action_class="service" if a.action_class == "marketing" else "marketing")
+            for a in cat.actions
+        ),
+        journeys=tuple(
+            replace(j, journey_class="service" if j.journey_class == "marketing" else "marketing")
+            for j in cat.journeys
+        ),
+    )
+    items = [Pending("k", f"{a.action_id}:email", (), 0.5, False, "m", 0) for a in cat.actions]
+    items += [
+        Pending("k", "x:email", (), None, False, "m", 0, act=f"{j.id}:1:s:0:0")
+        for j in cat.journeys
+    ]
+    for c in (cat, flipped, cat):
+        judge = core._marketing(c)
+        assert judge is core._marketing(c)
+        assert [judge(i) for i in items] == [is_marketing(i, c.actions, c) for i in items]
+    assert [core._marketing(cat)(i) for i in items] != [core._marketing(flipped)(i) for i in items]
