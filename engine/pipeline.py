@@ -510,10 +510,10 @@ def _applied(ev: Event) -> Result:
 
 _new, _set = object.__new__, object.__setattr__
 _MAX_GROUPS = 65_536
+"""Customers whose holdout group ``Core._holdout`` remembers at most."""
 _MAX_JUDGES = 8
 """Catalogues whose ``marketing`` function ``Core._marketing`` keeps: the one in force
 and a few just replaced."""
-"""Customers whose holdout group ``Core._holdout`` remembers at most."""
 
 
 def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Result:
