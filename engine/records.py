@@ -104,7 +104,7 @@ def decision_sends(decision: Decision, names: TopicNames, value: bytes) -> list[
         ("ce_time", _rfc3339(decision.decided_at_ms)),
         ("content-type", b"application/json"),
     ]
-    topics = _TOPICS.get(names.prefix) or _topics(names)
+    topics = _topics(names)
     sends = [Send(topics[None], key, value, headers)]
     channel = decision.channel
     if decision.action != NO_ACTION:  # ``decision.acts``, without the property's call

@@ -30,11 +30,11 @@ from typing import Any
 
 import orjson
 
+from engine.frozen import assembled
 from topics.contracts import CURRENT, ENVELOPE, FORMATS, Contract, Field, Format
 
 CE_STRUCTURED = "application/cloudevents+json"
 JSON_TYPES = ("application/json", "text/json")
-_new, _set = object.__new__, object.__setattr__
 _NO_HEADERS: Mapping[str, str] = {}
 """The headers of a record that has none (read only)."""
 
@@ -186,12 +186,9 @@ def _validate(
             f"event time is {(time_ms - now_ms) / 1000:.0f}s ahead of the clock "
             f"(limit {max_future_ms / 1000:.0f}s)",
         )
-    # ``Event(...)``, its instance dict set whole in field order: ``engine.frozen.
-    # assembled`` written out, which spares two calls.
-    made = _new(Event)
-    _set(
-        made,
-        "__dict__",
+    # ``Event(...)``, its instance dict set whole in field order (``assembled``).
+    return assembled(
+        Event,
         {
             "source": source,
             "type": etype,
@@ -203,7 +200,6 @@ def _validate(
             "origin": origin,
         },
     )
-    return made
 
 
 def _checked(
