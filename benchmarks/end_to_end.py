@@ -17,8 +17,9 @@
    of the path's process, the broker's CPU, the rest of the machine's.
 2. **Fixed loads**: 1,000/s, 5,000/s and 80% of the steady saturation rate, ascending,
    each for RUN_SECONDS from an open-loop generator (benchmarks/loadgen.py), latency as
-   defined in benchmarks/openloop.py: from the generator's send to the output's arrival
-   at a measuring consumer, the first WARMUP_SECONDS left out. A load the path does not
+   defined in benchmarks/openloop.py: from the generator's send to the output produced
+   (appended to its topic, the broker's stamp) and to its arrival at a measuring
+   consumer, the first WARMUP_SECONDS left out. A load the path does not
    sustain gets no latency figures; the loads above it are not run.
    (b) produces no decisions: one event in MARKER_EVERY is a ``web.search`` by a known
    customer, a marker whose decision times the ingest stream it queues in; its latency
@@ -55,7 +56,7 @@ import engine.localkafka as localkafka
 from benchmarks.backlog import drain, say
 from benchmarks.bench_tables import markdown
 from benchmarks.ingest import create_all, free_port, make_workload, measure_segue, preload
-from benchmarks.loadgen import Template, fixed_load
+from benchmarks.loadgen import Template, fixed_load, stamp_on_append
 from benchmarks.openloop import fixed_rates, template_rest
 from benchmarks.procstats import BenchError
 from benchmarks.rawloop import RawLoop
@@ -136,10 +137,11 @@ def loads(
         runs.append(run)
         if not run["sustained"]:
             failed = rate
-        lat = run.get("latency") or {}
+        lat, got = run.get("produced") or {}, run.get("latency") or {}
         say(
             f"  {label} at {rate:,}/s: {run['verdict']}"
-            + (f"; p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms" if lat else "")
+            + (f"; produced p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms" if lat else "")
+            + (f"; received p99 {got['p99_ms']} ms" if got else "")
         )
     return runs
 
@@ -213,6 +215,8 @@ def run(
         def offer(
             label: str, pid: int, in_topic: str, out_topic: str, templates: list[Template]
         ) -> Callable[[str, int], dict[str, Any]]:
+            asyncio.run(stamp_on_append(str(bootstrap), out_topic))
+
             def go(run_id: str, rate: int) -> dict[str, Any]:
                 return fixed_load(
                     f"{label} {rate:,}/s",

@@ -24,9 +24,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.structs import TopicPartition
 
 from benchmarks.backlog import say
@@ -56,6 +58,26 @@ ACK_SAMPLE_EVERY = 16
 COLLECT_WAIT_MS = 50
 POLL_SECONDS = 0.25
 PROGRESS_SECONDS = 5.0
+
+
+LOG_APPEND_TIME = 1
+"""A record's timestamp type when the broker stamped it as it appended it."""
+TOPIC_CONFIG = 1
+"""DescribeConfigs' source of a value set on the topic itself (DYNAMIC_TOPIC_CONFIG)."""
+
+
+class Sample(NamedTuple):
+    """One event of a run, as the measuring consumer saw its first output
+    (benchmarks/openloop.py defines each)."""
+
+    sent_ns: int
+    latency_ms: float
+    """Sent to arrived at this consumer."""
+    engine_ms: float | None
+    """The path's ``decided_at_ms`` minus the event time."""
+    produced_ms: float | None
+    """The output's log-append time minus the event time; None when the output topic
+    is not stamped on append."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +178,7 @@ def collect(
     ready: Event,
     stop: Event,
     arrived: Synchronized[int],
-    results: multiprocessing.Queue[list[tuple[int, float, float | None]]],
+    results: multiprocessing.Queue[list[Sample]],
 ) -> None:
     results.put(asyncio.run(_collect(bootstrap, topic, partitions, run, ready, stop, arrived)))
 
@@ -169,8 +191,8 @@ async def _collect(
     ready: Event,
     stop: Event,
     arrived: Synchronized[int],
-) -> list[tuple[int, float, float | None]]:
-    """(sent_ns, latency ms, decided_at - event time ms) of each of the run's events."""
+) -> list[Sample]:
+    """A :class:`Sample` of each of the run's events."""
     # A short fetch wait: a fetch request that leaves out a partition whose records are
     # still buffered is held by the broker until then (benchmarks/README.md, the fetch
     # wait), and this consumer is the instrument.
@@ -186,7 +208,7 @@ async def _collect(
             await consumer.position(tp)  # resolve the end offsets now, before any sending
         ready.set()
         seen: set[int] = set()
-        out: list[tuple[int, float, float | None]] = []
+        out: list[Sample] = []
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=100)
             now_ns = time.time_ns()
@@ -196,14 +218,41 @@ async def _collect(
                     if got is None or got.seq in seen:
                         continue
                     seen.add(got.seq)
-                    engine = None
+                    sent_ms = got.sent_ns // 1_000_000
+                    engine = produced = None
                     if got.decided_at_ms is not None:
-                        engine = float(got.decided_at_ms - got.sent_ns // 1_000_000)
-                    out.append((got.sent_ns, (now_ns - got.sent_ns) / 1e6, engine))
+                        engine = float(got.decided_at_ms - sent_ms)
+                    if rec.timestamp_type == LOG_APPEND_TIME:
+                        produced = float(rec.timestamp - sent_ms)
+                    out.append(Sample(got.sent_ns, (now_ns - got.sent_ns) / 1e6, engine, produced))
             arrived.value = len(seen)
         return out
     finally:
         await consumer.stop()
+
+
+async def stamp_on_append(bootstrap: str, topic: str) -> None:
+    """Have the broker stamp each record of ``topic`` with the time it appends it
+    (``message.timestamp.type=LogAppendTime``): when an output is produced. AlterConfigs
+    replaces what is set on a topic whole, so the values set on it are sent again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        error, message, _, _, entries = described[0].resources[0][:5]
+        if error:
+            raise BenchError(f"describing {topic}'s configs failed: {error} {message}")
+        kept = {e[0]: e[1] for e in entries if e[3] == TOPIC_CONFIG}
+        configs = kept | {"message.timestamp.type": "LogAppendTime"}
+        altered = await admin.alter_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic, configs=configs)]
+        )
+        for response in altered:
+            for error, message, *_ in response.resources:
+                if error:
+                    raise BenchError(f"stamping {topic} on append failed: {error} {message}")
+    finally:
+        await admin.close()
 
 
 # --- one run, from the parent ---------------------------------------------------------
@@ -269,7 +318,7 @@ def fixed_load(
     stop_gen, stop_col = ctx.Event(), ctx.Event()
     started_ns, expected, arrived = ctx.Value("q", 0), ctx.Value("q", 0), ctx.Value("q", 0)
     gen_out: multiprocessing.Queue[dict[str, Any]] = ctx.Queue()
-    col_out: multiprocessing.Queue[list[tuple[int, float, float | None]]] = ctx.Queue()
+    col_out: multiprocessing.Queue[list[Sample]] = ctx.Queue()
     col = ctx.Process(
         target=collect,
         args=(bootstrap, out_topic, partitions, run, ready, stop_col, arrived, col_out),
@@ -330,7 +379,7 @@ def fixed_load(
                     proc.kill()
                     proc.join()
     counted_from = started_ns.value + int(WARMUP_SECONDS * 1e9)
-    counted = [s for s in samples if s[0] >= counted_from]
+    counted: list[Sample] = [s for s in samples if s.sent_ns >= counted_from]
     judged = verdict(out_rate, backlog_warm, backlog_end, aborted=aborted, drained=drained)
     result: dict[str, Any] = {
         "offered_per_second": rate,
@@ -342,8 +391,11 @@ def fixed_load(
         "verdict": judged.reason,
     }
     if judged.sustained:
-        result["latency"] = summary(s[1] for s in counted)
-        result["decided_minus_event_time"] = summary(s[2] for s in counted if s[2] is not None)
+        result["produced"] = summary(s.produced_ms for s in counted if s.produced_ms is not None)
+        result["latency"] = summary(s.latency_ms for s in counted)
+        result["decided_minus_event_time"] = summary(
+            s.engine_ms for s in counted if s.engine_ms is not None
+        )
     if first is not None and last.wall > first.wall:
         result |= cpu_between(first, last)
         result["cpu_window_seconds"] = round(last.wall - first.wall, 2)

@@ -129,19 +129,22 @@ def test_the_tables_show_ratios_to_the_baseline_and_unsustained_loads() -> None:
         "other_cpu_percent": 5.0,
     }
     lat = {"samples": 17_000, "p50_ms": 3.0, "p99_ms": 10.0, "p999_ms": 20.0, "max_ms": 30.0}
-    ok = {"offered_per_second": 1000, "sent_per_second": 1000.0, "latency": lat}
+    got = lat | {"p50_ms": 5.0, "p99_ms": 14.0}
+    ok = {"offered_per_second": 1000, "sent_per_second": 1000.0, "produced": lat, "latency": got}
     result = {
         "baseline": {"events": 1, "saturation": sat, "fixed_loads": [ok]},
         "segue_decide": {
             "events": 1,
             "saturation": sat | {"steady_events_per_second": 1000.0},
             "fixed_loads": [
-                ok | {"latency": lat | {"p99_ms": 50.0}},
+                ok | {"produced": lat | {"p99_ms": 50.0}, "latency": got | {"p99_ms": 70.0}},
                 {"offered_per_second": 5000, "verdict": "lag grows: ...", "sustained": False},
             ],
         },
     }
     text = bench_tables.markdown(result, source="x.json")
     assert "| (c) Segue decide, 1 events | 1,000 (18,000) | 0.050 |" in text
-    assert "| 5.00 |" in text  # p99 at 1,000/s against the baseline's
+    # Produced p50, p99, p999, then received p50 and p99; the ratio is of produced p99s.
+    assert "| 1,000 (1,000) | 3.0 | 10.0 | 20.0 | 5.0 | 14.0 | 17,000 | 1.00 |" in text
+    assert "| 1,000 (1,000) | 3.0 | 50.0 | 20.0 | 5.0 | 70.0 | 17,000 | 5.00 |" in text
     assert "not sustained: lag grows" in text
