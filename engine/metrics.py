@@ -168,6 +168,15 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.loop_lag = Histogram(
+            "segue_event_loop_lag_seconds",
+            "How late an event loop of the worker ran a callback due at a set time (main: "
+            "the handler, outbox and producer; consumer: the fetches): a loop busy with one "
+            "long step, or a process waiting for a CPU, shows here as in the latency tail.",
+            ["loop"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.timer_delay = HistogramTally(
             "segue_timer_delay_seconds",
             "From a journey timer's wake time to the decision it took.",

@@ -6,10 +6,15 @@
 - Every few seconds the worker's consumer lag per topic and its table sizes are sampled;
   a Faust sensor records commits and rebalances as they happen, and a ``gc`` callback
   the garbage collector's pauses.
+- Each event loop of the worker (this thread's, and the consumer thread's that fetches)
+  is asked every PROBE_SECONDS to run a callback at a set time; how late it runs is
+  ``segue_event_loop_lag_seconds{loop}``: the loop busy with one long step (a garbage
+  collection, a large batch), or the process waiting for a CPU.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import Callable, Mapping
@@ -24,6 +29,10 @@ from engine.metrics import Metrics
 
 SAMPLE_SECONDS = 5.0
 """How often lag and table sizes are sampled: well inside a 15 s scrape interval."""
+PROBE_SECONDS = 0.05
+"""How often each event loop's lateness is probed: 20 callbacks a second, a few µs each.
+A stall longer than this is always seen (by the first callback due in it); a shorter
+one when a callback falls due in it."""
 
 
 class _Sensor(faust.Sensor):
@@ -80,6 +89,35 @@ class _GcTimer:
             self.pauses[info["generation"]].observe(time.perf_counter() - self.started)
 
 
+class LoopLag:
+    """Asks ``loop`` every ``interval`` seconds to run a callback at a set time and tells
+    ``observe`` how late it ran, in seconds. Started from any thread; it stops with the
+    loop (a callback still pending when a loop closes is dropped)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        observe: Callable[[float], None],
+        interval: float = PROBE_SECONDS,
+    ) -> None:
+        self._loop = loop
+        self._observe = observe
+        self._interval = interval
+        self._due = 0.0
+
+    def start(self) -> None:
+        self._loop.call_soon_threadsafe(self._arm)
+
+    def _arm(self) -> None:
+        # The process's monotonic clock, not the loop's: uvloop's is cached per turn.
+        self._due = time.monotonic() + self._interval
+        self._loop.call_later(self._interval, self._ran)
+
+    def _ran(self) -> None:
+        self._observe(max(0.0, time.monotonic() - self._due))
+        self._arm()
+
+
 def install(
     app: faust.App,
     metrics: Metrics,
@@ -94,6 +132,15 @@ def install(
     """
     app.sensors.add(_Sensor(metrics))
     gc.callbacks.append(_GcTimer(metrics))
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def probe_loops() -> None:
+        LoopLag(asyncio.get_running_loop(), metrics.loop_lag.labels(loop="main").observe).start()
+        # Faust's consumer fetches in a thread of its own, on a loop of its own
+        # (engine/transport.py); that loop exists once the consumer is built.
+        thread: Any = getattr(app.consumer, "_thread", None)
+        if thread is not None:
+            LoopLag(thread.thread_loop, metrics.loop_lag.labels(loop="consumer").observe).start()
 
     @app.timer(SAMPLE_SECONDS, name="segue.observe.sample")  # type: ignore[untyped-decorator]
     async def sample() -> None:

@@ -1,7 +1,8 @@
 """Scenario: an SRE probes a running worker.
 
 We expect /healthz to answer, /readyz to say ready once it consumes, and /metrics to
-carry build info, commits, lag and table sizes next to the service metrics.
+carry build info, commits, lag, table sizes and both event loops' lateness next to the
+service metrics.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ def test_health_readiness_and_worker_gauges(segue: Segue) -> None:
     segue.wait_metric("segue_table_keys", 1, table="profiles", timeout=20)
     assert segue.metric("segue_build_info") == 1
     assert segue.metric("segue_rebalances_total") >= 1
+    # Both event loops are probed, 20 times a second each.
+    for loop in ("main", "consumer"):
+        segue.wait_metric("segue_event_loop_lag_seconds_count", 20, loop=loop, timeout=10)
     # Everything produced so far is decided and committed: the lag drains to zero.
     series = f'segue_consumer_lag_records{{topic="{segue.names.source("web")}"}}'
     deadline = time.monotonic() + 20

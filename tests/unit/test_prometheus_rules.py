@@ -47,6 +47,7 @@ HISTOGRAMS = {
     "segue_event_to_decision_seconds",
     "segue_processing_seconds",
     "segue_gc_pause_seconds",
+    "segue_event_loop_lag_seconds",
 }
 SERIES = EXPORTED | {f"{h}_{part}" for h in HISTOGRAMS for part in ("bucket", "sum", "count")}
 
