@@ -312,9 +312,17 @@ def _write_configs(state: _State) -> None:
 
 def _jvm(java: str, libs: Path, node: NodeInfo, heap: str) -> list[str]:
     # ExitOnOutOfMemoryError: a half-dead broker would keep its pid and look healthy.
-    flags = f"-Xmx{heap} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true".split()
-    log = [f"-Dlog4j2.configurationFile={LOG_CONFIG}", f"-Dkafka.log.file={node.log_file}"]
-    return [java, *flags, *log, "-cp", f"{libs}/*"]
+    flags = f"-Xms{heap} -Xmx{heap} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true"
+    # G1, as Kafka's own start script runs it, with regions of 4 MiB: at 1 MiB (a small
+    # heap's default) every buffer of 512 KiB or more, such as a worker's produce request
+    # (engine/app.py, OUTPUT_BATCH_BYTES), is a "humongous" allocation, and each started a
+    # young pause, a concurrent cycle and its remark pause: ~90 of a make bench run's ~145
+    # pauses. With a fixed 1 GiB heap and these regions, a 20 s load at 1,000 events/s saw
+    # 0-1 pauses of the broker instead of 8-12 (benchmarks/README.md, seventh pass).
+    flags += " -XX:+UseG1GC -XX:G1HeapRegionSize=4m"
+    gc_log = f"-Xlog:gc:file={node.log_file.parent / 'gc.log'}:time,uptime:filecount=2,filesize=10M"
+    log = [f"-Dlog4j2.configurationFile={LOG_CONFIG}", f"-Dkafka.log.file={node.log_file}", gc_log]
+    return [java, *flags.split(), *log, "-cp", f"{libs}/*"]
 
 
 def _format(java: str, libs: Path, state: _State, progress: Callable[[str], None]) -> None:
@@ -457,7 +465,7 @@ def start(
     port: int = 0,
     brokers: int = 1,
     timeout: float = 60.0,
-    heap: str = "512m",
+    heap: str = "1g",
     progress: Callable[[str], None] = _quiet,
 ) -> ClusterInfo:
     """Start the cluster of data_dir, creating and formatting it on first use."""
