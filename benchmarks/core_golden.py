@@ -22,7 +22,8 @@ import hashlib
 import orjson
 
 from engine.decide import DecideConfig
-from engine.journeys import Catalogue, default_catalogue
+from engine.journey_loader import default_catalogue
+from engine.journeys import Catalogue
 from engine.pipeline import Core
 from engine.profile import Profile
 from engine.records import Record

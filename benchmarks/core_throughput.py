@@ -31,7 +31,8 @@ from benchmarks.end_to_end import decision_points
 from benchmarks.results_io import machine, write_result
 from engine.app import build_core
 from engine.decide import DecideConfig
-from engine.journeys import Catalogue, default_catalogue
+from engine.journey_loader import default_catalogue
+from engine.journeys import Catalogue
 from engine.pipeline import Core
 from engine.profile import Profile
 from engine.records import Record, expected_partition

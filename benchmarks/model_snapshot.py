@@ -20,7 +20,7 @@ from typing import Any
 
 from benchmarks.results_io import machine, write_result
 from engine.actions import arms as nba_arms
-from engine.journeys import default_actions
+from engine.journey_loader import default_actions
 from models.features import NAMES
 from models.policy import LogisticHeads
 from models.snapshot import decode, encode

@@ -34,7 +34,7 @@ from aiokafka.admin import NewTopic
 
 from engine.admin import admin_client
 from engine.app import PROFILE_TABLE, build_core
-from engine.journeys import default_catalogue
+from engine.journey_loader import default_catalogue
 from engine.pipeline import Core, Result
 from engine.profile import Profile
 from engine.records import Record, expected_partition

@@ -27,7 +27,8 @@ from engine.control import CatalogueFollower
 from engine.decide import DecideConfig
 from engine.fetchsize import FetchSize
 from engine.handler import Handler, Step, Tables
-from engine.journeys import Catalogue, default_catalogue, load_catalogue
+from engine.journey_loader import default_catalogue, load_catalogue
+from engine.journeys import Catalogue
 from engine.metrics import Metrics
 from engine.orchestrate import catalogue_version
 from engine.outbox import Outbox

@@ -323,7 +323,8 @@ def _contracts_check(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _journeys_validate(args: argparse.Namespace, settings: Settings) -> int:
-    from engine.journeys import CatalogueError, load_catalogue
+    from engine.journey_loader import load_catalogue
+    from engine.journeys import CatalogueError
 
     try:
         text = args.file.read_text(encoding="utf-8")

@@ -183,7 +183,7 @@ def parse_window(text: str) -> int:
 
 def _target(spec: str, settings: Settings) -> tuple[str, TargetPolicy]:
     from engine.cli import CommandError
-    from engine.journeys import default_actions
+    from engine.journey_loader import default_actions
     from models.targets import greedy, load_snapshot, ranked_by, uniform
 
     if spec == "greedy":

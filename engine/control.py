@@ -31,7 +31,8 @@ from aiokafka import AIOKafkaProducer
 
 from engine.admin import connection_kwargs, start_client
 from engine.compacted import CompactedReader
-from engine.journeys import Catalogue, CatalogueError, Problem, load_catalogue
+from engine.journey_loader import load_catalogue
+from engine.journeys import Catalogue, CatalogueError, Problem
 from engine.settings import Settings
 from topics.catalogue import TopicNames
 

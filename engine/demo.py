@@ -33,7 +33,7 @@ from engine.admin import create_topics
 from engine.control import publish
 from engine.decide import DecideConfig, group_of
 from engine.journey_checks import DURATION_UNITS_MS
-from engine.journeys import default_catalogue_text
+from engine.journey_loader import default_catalogue_text
 from engine.pending import TIMER_SOURCE
 from engine.settings import Settings
 from engine.supervise import WorkerProcess

@@ -21,7 +21,7 @@ from typing import Any
 from aiokafka import TopicPartition
 
 from engine.attribution import REWARDS
-from engine.journeys import default_actions
+from engine.journey_loader import default_actions
 from engine.logread import (
     bounds,
     decode_decision,

@@ -24,7 +24,7 @@ from aiokafka.structs import ConsumerRecord
 
 import engine.localkafka as localkafka
 from engine.admin import create_topics
-from engine.journeys import default_catalogue_text
+from engine.journey_loader import default_catalogue_text
 from engine.settings import Settings
 from engine.supervise import WorkerProcess
 from topics.catalogue import INPUT_MAX_MESSAGE_BYTES, TopicNames

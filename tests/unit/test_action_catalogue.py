@@ -8,7 +8,8 @@ from datetime import time
 import pytest
 
 from engine.contact_policy import DEFAULT_POLICY, Cap
-from engine.journeys import CatalogueError, default_catalogue, load_catalogue
+from engine.journey_loader import default_catalogue, load_catalogue
+from engine.journeys import CatalogueError
 
 HEAD = """\
 catalogue: t

@@ -19,7 +19,7 @@ from engine.attribution import (
     teach,
 )
 from engine.dedup import short_hash
-from engine.journeys import default_catalogue
+from engine.journey_loader import default_catalogue
 from engine.pending import Pending
 from engine.profile import MAX_PENDING, Profile
 from models.features import NAMES

@@ -5,7 +5,7 @@ engine/decide.py). Time is the events' and the nudges' own: a controlled clock."
 from __future__ import annotations
 
 from engine.decide import DecideConfig, in_holdout
-from engine.journeys import load_catalogue
+from engine.journey_loader import load_catalogue
 from engine.profile import Profile
 from tests.unit.test_pipeline import NOW, Harness, event
 

@@ -10,7 +10,8 @@ import pytest
 from engine import contact_policy
 from engine.decide import DecideConfig, decide
 from engine.frozen import is_assembled
-from engine.journeys import Catalogue, default_catalogue, stage_of
+from engine.journey_loader import default_catalogue
+from engine.journeys import Catalogue, stage_of
 from engine.orchestrate import event_doc
 from engine.profile import Profile, view
 from models.policy import LogisticHeads

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import pytest
 
+from engine.journey_loader import default_catalogue, load_catalogue
 from engine.journey_runtime import (
     MAX_STEPS,
     Act,
@@ -24,7 +25,7 @@ from engine.journey_runtime import (
     on_time,
     quiet,
 )
-from engine.journeys import Branch, Catalogue, default_catalogue, load_catalogue
+from engine.journeys import Branch, Catalogue
 from topics.contracts import CURRENT
 
 T0 = 1_700_000_000_000

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 
 from engine.expr import DAY_MS
+from engine.journey_loader import default_catalogue, default_catalogue_text, load_catalogue
 from engine.journeys import (
     Act,
     Branch,
@@ -19,9 +20,6 @@ from engine.journeys import (
     Wait,
     WaitFor,
     canonical,
-    default_catalogue,
-    default_catalogue_text,
-    load_catalogue,
     stage_of,
 )
 

@@ -8,7 +8,7 @@ import orjson
 
 from engine.decide import DecideConfig, decide
 from engine.dedup import short_hash
-from engine.journeys import default_actions, default_catalogue
+from engine.journey_loader import default_actions, default_catalogue
 from engine.pending import RESENT, Pending, lesson, resend
 from engine.profile import Profile
 from models.features import NAMES

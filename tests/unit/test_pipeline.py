@@ -11,7 +11,8 @@ import pytest
 from engine import pipeline
 from engine.attribution import is_marketing
 from engine.decide import DecideConfig, in_holdout
-from engine.journeys import Catalogue, default_catalogue
+from engine.journey_loader import default_catalogue
+from engine.journeys import Catalogue
 from engine.pending import RESENT, Pending
 from engine.pipeline import Core, Limits, Result
 from engine.profile import Profile

@@ -7,8 +7,8 @@ import textwrap
 
 import orjson
 
+from engine.journey_loader import load_catalogue
 from engine.journey_runtime import Exited
-from engine.journeys import load_catalogue
 from engine.pending import RESENT, TIMER_SOURCE
 from tests.unit.test_pipeline import NOW, Harness, event
 

@@ -11,8 +11,8 @@ import pytest
 from engine.decay import DAY_S, Activity
 from engine.dedup import short_hash
 from engine.expr import compile_expr
+from engine.journey_loader import default_catalogue
 from engine.journey_runtime import on_event
-from engine.journeys import default_catalogue
 from engine.pending import Pending
 from engine.profile import (
     MAX_OPEN_TICKETS,

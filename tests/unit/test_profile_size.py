@@ -21,7 +21,7 @@ import orjson
 import pytest
 
 from engine.decide import DecideConfig
-from engine.journeys import default_catalogue
+from engine.journey_loader import default_catalogue
 from engine.pipeline import Core
 from engine.profile import MAX_PENDING, Profile
 from engine.records import Record

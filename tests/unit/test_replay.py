@@ -10,7 +10,7 @@ import pytest
 
 from engine.cli import main
 from engine.decide import DecideConfig, decide
-from engine.journeys import default_catalogue
+from engine.journey_loader import default_catalogue
 from engine.profile import Profile
 from engine.replay import Attribution
 from models.evaluate import NONE, Logged
