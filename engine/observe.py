@@ -18,7 +18,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import faust
 from faust.types import TP, TableT
@@ -136,11 +136,10 @@ def install(
     @app.task  # type: ignore[untyped-decorator]
     async def probe_loops() -> None:
         LoopLag(asyncio.get_running_loop(), metrics.loop_lag.labels(loop="main").observe).start()
-        # Faust's consumer fetches in a thread of its own, on a loop of its own
-        # (engine/transport.py); that loop exists once the consumer is built.
-        thread: Any = getattr(app.consumer, "_thread", None)
-        if thread is not None:
-            LoopLag(thread.thread_loop, metrics.loop_lag.labels(loop="consumer").observe).start()
+        # The worker's consumer fetches in a thread of its own, on a loop of its own
+        # (engine/transport.py); the thread and its loop exist once the consumer is built.
+        thread = cast(Any, app.consumer)._thread
+        LoopLag(thread.thread_loop, metrics.loop_lag.labels(loop="consumer").observe).start()
 
     @app.timer(SAMPLE_SECONDS, name="segue.observe.sample")  # type: ignore[untyped-decorator]
     async def sample() -> None:
