@@ -1,7 +1,8 @@
-"""Fetch, start and stop a local Apache Kafka (KRaft mode) on 127.0.0.1.
+"""Start and stop a local Apache Kafka (KRaft mode) on 127.0.0.1.
 
-The jars come from Maven Central through ``mvn`` (deploy/kafka/pom.xml) and are cached in
-``<cache_dir>/kafka-<version>/libs``. A cluster lives in one data dir::
+The jars come from Maven Central through ``mvn`` (deploy/kafka/pom.xml), fetched once
+into ``<cache_dir>/kafka-<version>/libs`` (engine/kafka_jars.py, which also says how a
+node's JVM is started). A cluster lives in one data dir::
 
     <data_dir>/cluster.json               cluster id, ports and pids of the nodes
     <data_dir>/node-<id>/server.properties
@@ -20,7 +21,6 @@ import base64
 import contextlib
 import errno
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -28,8 +28,6 @@ import shutil
 import signal
 import socket
 import struct
-import subprocess
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,19 +35,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from subprocess import DEVNULL, PIPE, STDOUT, Popen
 
-KAFKA_VERSION: str = "4.1.1"
+from engine.kafka_jars import KAFKA_VERSION as KAFKA_VERSION
+from engine.kafka_jars import LocalKafkaError as LocalKafkaError
+from engine.kafka_jars import ensure_distribution as ensure_distribution
+from engine.kafka_jars import jvm_command, require
+
 HOST = "127.0.0.1"
-DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "kafka"
-POM = DEPLOY_DIR / "pom.xml"
-LOG_CONFIG = DEPLOY_DIR / "log4j2.yaml"
 STATE_FILE = "cluster.json"
-MARKER = ".complete"
 MAIN_CLASS = "kafka.Kafka"
 FORMAT = "kafka.tools.StorageTool format"
-
-
-class LocalKafkaError(Exception):
-    """One-line, human-readable reason; the CLI prints str(err) and exits 1."""
 
 
 @dataclass(frozen=True)
@@ -96,83 +90,6 @@ def _quiet(message: str) -> None:
 # Brokers started by this process. Polling them reaps them once they exit: PID 1 in some
 # containers never reaps orphans, and a zombie would look alive to os.kill(pid, 0).
 _children: dict[int, Popen[bytes]] = {}
-
-
-def _require(tool: str) -> str:
-    path = shutil.which(tool)
-    if path is None:
-        raise LocalKafkaError(f"`{tool}` is not on PATH; the local Kafka needs Java 17+ and Maven")
-    return path
-
-
-def _complete(home: Path, pom_sha256: str) -> bool:
-    try:
-        marker = json.loads((home / MARKER).read_text())
-    except (OSError, ValueError):
-        return False
-    # A changed pom (another jar, another slf4j) must not reuse a cache fetched for the old one.
-    return bool(marker.get("pom_sha256") == pom_sha256) and all(
-        (home / "libs" / jar).is_file() for jar in marker.get("jars", [])
-    )
-
-
-def _mvn_error(output: str) -> str:
-    output = re.sub(r"\x1b\[[0-9;]*m", "", output)
-    boilerplate = ("To see the full stack trace", "Re-run Maven", "For more information", "[Help")
-    lines = [
-        ln.removeprefix("[ERROR]").strip()
-        for ln in output.splitlines()
-        if ln.startswith("[ERROR]")
-        and ln[7:].strip()
-        and not ln[7:].strip().startswith(boilerplate)
-    ]
-    line = lines[-1] if lines else (output.strip().splitlines() or ["no output"])[-1]
-    return line.removesuffix("-> [Help 1]").strip()[:400]
-
-
-def ensure_distribution(
-    cache_dir: Path, *, version: str = KAFKA_VERSION, progress: Callable[[str], None] = _quiet
-) -> Path:
-    """Return ``<cache_dir>/kafka-<version>/libs``, fetching the jars with mvn if needed."""
-    _require("java")
-    home = cache_dir / f"kafka-{version}"
-    try:
-        pom_sha256 = hashlib.sha256(POM.read_bytes()).hexdigest()
-    except OSError as err:
-        raise LocalKafkaError(f"cannot read {POM}: {err.strerror}") from err
-    if _complete(home, pom_sha256):
-        return home / "libs"
-    mvn = _require("mvn")
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    progress(f"fetching Apache Kafka {version} with Maven into {home}")
-    # Fetch into a temp dir and rename it: an interrupted fetch never looks complete.
-    tmp = Path(tempfile.mkdtemp(prefix=f".kafka-{version}-", dir=cache_dir))
-    try:
-        goal = "-q -B -Dstyle.color=never dependency:copy-dependencies -DincludeScope=runtime"
-        out = f"-DoutputDirectory={tmp / 'libs'}"
-        cmd = [mvn, "-f", str(POM), *goal.split(), out, f"-Dkafka.version={version}"]
-        try:
-            proc = subprocess.run(cmd, stdin=DEVNULL, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired as err:
-            raise LocalKafkaError(f"mvn did not fetch Apache Kafka {version} in 900 s") from err
-        if proc.returncode != 0:
-            reason = _mvn_error(proc.stdout + "\n" + proc.stderr)
-            raise LocalKafkaError(f"mvn could not fetch Apache Kafka {version}: {reason}")
-        jars = sorted(p.name for p in (tmp / "libs").glob("*.jar"))
-        if f"kafka_2.13-{version}.jar" not in jars:
-            raise LocalKafkaError(f"mvn ran but fetched no kafka_2.13-{version}.jar")
-        (tmp / MARKER).write_text(json.dumps({"pom_sha256": pom_sha256, "jars": jars}))
-        if home.exists():
-            shutil.rmtree(home)  # an incomplete or outdated fetch
-        try:
-            tmp.rename(home)
-        except OSError:
-            if not _complete(home, pom_sha256):  # else a concurrent fetch won the race
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    progress(f"fetched {len(jars)} jars")
-    return home / "libs"
 
 
 def _node(data_dir: Path, node_id: int, port: int, cport: int, pid: int = 0) -> NodeInfo:
@@ -310,26 +227,17 @@ def _write_configs(state: _State) -> None:
         node.properties.write_text(_server_properties(state, node))
 
 
-def _jvm(java: str, libs: Path, node: NodeInfo, heap: str) -> list[str]:
-    # ExitOnOutOfMemoryError: a half-dead broker would keep its pid and look healthy.
-    flags = f"-Xms{heap} -Xmx{heap} -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true"
-    # G1, as Kafka's own start script runs it, with regions of 4 MiB: at 1 MiB (a small
-    # heap's default) every buffer of 512 KiB or more, such as a worker's produce request
-    # (engine/app.py, OUTPUT_BATCH_BYTES), is a "humongous" allocation, and each started a
-    # young pause, a concurrent cycle and its remark pause: ~90 of a make bench run's ~145
-    # pauses. With a fixed 1 GiB heap and these regions, a 20 s load at 1,000 events/s saw
-    # 0-1 pauses of the broker instead of 8-12 (benchmarks/README.md, seventh pass).
-    flags += " -XX:+UseG1GC -XX:G1HeapRegionSize=4m"
-    gc_log = f"-Xlog:gc:file={node.log_file.parent / 'gc.log'}:time,uptime:filecount=2,filesize=10M"
-    log = [f"-Dlog4j2.configurationFile={LOG_CONFIG}", f"-Dkafka.log.file={node.log_file}", gc_log]
-    return [java, *flags.split(), *log, "-cp", f"{libs}/*"]
-
-
 def _format(java: str, libs: Path, state: _State, progress: Callable[[str], None]) -> None:
     progress(f"formatting the storage of {len(state.nodes)} node(s)")
     procs = []
     for node in state.nodes:  # in parallel: each is a JVM start
-        cmd = [*_jvm(java, libs, node, "256m"), *FORMAT.split(), "-t", state.cluster_id, "-c"]
+        cmd = [
+            *jvm_command(java, libs, node.log_file, "256m"),
+            *FORMAT.split(),
+            "-t",
+            state.cluster_id,
+            "-c",
+        ]
         cmd.append(str(node.properties))
         procs.append(Popen(cmd, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, text=True))
     for node, proc in zip(state.nodes, procs, strict=True):
@@ -422,7 +330,11 @@ def _launch(
                 continue
             offsets[node.node_id] = node.log_file.stat().st_size if node.log_file.exists() else 0
             progress(f"starting node {node.node_id} on {HOST}:{node.port}")
-            cmd = [*_jvm(java, libs, node, state.heap), MAIN_CLASS, str(node.properties)]
+            cmd = [
+                *jvm_command(java, libs, node.log_file, state.heap),
+                MAIN_CLASS,
+                str(node.properties),
+            ]
             with node.log_file.open("ab") as out:  # new session: outlives `segue kafka start`
                 proc = Popen(cmd, stdin=DEVNULL, stdout=out, stderr=STDOUT, start_new_session=True)
             _children[proc.pid] = proc
@@ -469,7 +381,7 @@ def start(
     progress: Callable[[str], None] = _quiet,
 ) -> ClusterInfo:
     """Start the cluster of data_dir, creating and formatting it on first use."""
-    java = _require("java")
+    java = require("java")
     if brokers < 1:
         raise LocalKafkaError(f"brokers must be at least 1, not {brokers}")
     data_dir = data_dir.resolve()
@@ -560,7 +472,7 @@ def start_node(
     progress: Callable[[str], None] = _quiet,
 ) -> NodeInfo:
     """Restart one stopped node of a recorded cluster; returns once it serves metadata."""
-    java = _require("java")
+    java = require("java")
     data_dir = data_dir.resolve()
     with _locked(data_dir):
         state, i = _recorded(data_dir, node_id)
