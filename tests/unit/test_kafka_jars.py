@@ -63,7 +63,7 @@ def test_the_jars_are_fetched_once_and_then_taken_from_the_cache(
     assert said[-1] == "fetched 2 jars"
     assert ensure_distribution(tmp_path / "cache") == libs
     assert len(calls.read_text().splitlines()) == 1, "the second call fetched again"
-    # Only temporary directories of the fetch itself are cleaned: none is left behind.
+    # No temporary directory of the fetch is left behind.
     assert [p.name for p in (tmp_path / "cache").iterdir()] == [f"kafka-{KAFKA_VERSION}"]
 
 
