@@ -23,11 +23,9 @@ import errno
 import fcntl
 import json
 import os
-import re
 import shutil
 import signal
 import socket
-import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,29 +37,11 @@ from engine.kafka_jars import KAFKA_VERSION as KAFKA_VERSION
 from engine.kafka_jars import LocalKafkaError as LocalKafkaError
 from engine.kafka_jars import ensure_distribution as ensure_distribution
 from engine.kafka_jars import jvm_command, require
+from engine.kafka_node import HOST, NodeInfo, broker_ids, last_line, write_configs
 
-HOST = "127.0.0.1"
 STATE_FILE = "cluster.json"
 MAIN_CLASS = "kafka.Kafka"
 FORMAT = "kafka.tools.StorageTool format"
-
-
-@dataclass(frozen=True)
-class NodeInfo:
-    node_id: int
-    port: int
-    controller_port: int
-    pid: int  # 0 when the node is not running
-    data_dir: Path  # <data_dir>/node-<id>
-    log_file: Path
-
-    @property
-    def running(self) -> bool:
-        return self.pid > 0
-
-    @property
-    def properties(self) -> Path:
-        return self.data_dir / "server.properties"
 
 
 @dataclass(frozen=True)
@@ -187,46 +167,6 @@ def _choose_ports(port: int, brokers: int) -> list[tuple[int, int]]:
     return [(wanted[i], wanted[brokers + i]) for i in range(brokers)]
 
 
-def _server_properties(state: _State, node: NodeInfo) -> str:
-    rf = min(len(state.nodes), 3)
-    voters = ",".join(f"{n.node_id}@{HOST}:{n.controller_port}" for n in state.nodes)
-    props: dict[str, object] = {
-        "process.roles": "broker,controller",
-        "node.id": node.node_id,
-        "controller.quorum.voters": voters,
-        "listeners": f"PLAINTEXT://{HOST}:{node.port},CONTROLLER://{HOST}:{node.controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{HOST}:{node.port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        "log.dirs": node.data_dir / "data",
-        "num.partitions": 1,
-        "auto.create.topics.enable": "false",  # Segue creates its topics explicitly
-        "default.replication.factor": rf,
-        "offsets.topic.replication.factor": rf,
-        "transaction.state.log.replication.factor": rf,
-        "transaction.state.log.min.isr": min(rf, 2),
-        "share.coordinator.state.topic.replication.factor": rf,
-        "share.coordinator.state.topic.min.isr": min(rf, 2),
-        "group.initial.rebalance.delay.ms": 0,
-        # Fewer threads than the defaults: three nodes may share two cores.
-        "num.network.threads": 2,
-        "num.io.threads": 4,
-        # A killed node re-registers only once its old session expires (default 9 s);
-        # shorter keeps fault tests that kill and restart a broker quick.
-        "broker.session.timeout.ms": 4000,
-        "broker.heartbeat.interval.ms": 500,
-    }
-    head = "# Written by engine/localkafka.py on every start; edits are overwritten.\n"
-    return head + "".join(f"{key}={value}\n" for key, value in props.items())
-
-
-def _write_configs(state: _State) -> None:
-    for node in state.nodes:
-        (node.data_dir / "data").mkdir(parents=True, exist_ok=True)
-        node.properties.write_text(_server_properties(state, node))
-
-
 def _format(java: str, libs: Path, state: _State, progress: Callable[[str], None]) -> None:
     progress(f"formatting the storage of {len(state.nodes)} node(s)")
     procs = []
@@ -245,59 +185,6 @@ def _format(java: str, libs: Path, state: _State, progress: Callable[[str], None
         if proc.returncode != 0:
             last = (out.strip().splitlines() or ["no output"])[-1]
             raise LocalKafkaError(f"formatting node {node.node_id} failed: {last}")
-
-
-def _last_line(log: Path, offset: int) -> str:
-    """The line of a node's log most likely to say why it failed, from offset on."""
-    try:
-        with log.open("rb") as f:
-            f.seek(offset)
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return f"no log at {log}"
-    # Skip stack frames and the launcher's sign-off, which follows the real reason.
-    noise = ("Error: Could not create the Java", "Error: A fatal exception has occurred")
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip() and not ln[0].isspace()]
-    lines = [ln for ln in lines if not ln.startswith(noise)]
-    errors = [ln for ln in lines if re.search(r"\b(ERROR|FATAL)\b|Exception|^Error", ln)]
-    line = (errors or lines or ["nothing logged"])[-1]
-    return re.sub(r"^\[[^\]]*\]\s*", "", line)[:300] + f" (log: {log})"
-
-
-def _recv(sock: socket.socket, size: int) -> bytes:
-    buf = b""
-    while len(buf) < size:
-        chunk = sock.recv(size - len(buf))
-        if not chunk:
-            raise ConnectionError("closed")
-        buf += chunk
-    return buf
-
-
-def _broker_ids(port: int, timeout: float) -> set[int] | None:
-    """Ids of the registered brokers a Metadata v4 request to port reports; None if no answer.
-
-    A hand-made request keeps start() synchronous and usable from inside a running event loop;
-    v4 is the oldest Metadata version Kafka 4 still serves and needs no flexible encoding.
-    """
-    client = b"segue-localkafka"
-    header = struct.pack(">hhih", 3, 4, 1, len(client)) + client
-    request = header + struct.pack(">ib", -1, 0)  # all topics (null array), no auto-create
-    try:
-        with socket.create_connection((HOST, port), timeout=timeout) as sock:
-            sock.sendall(struct.pack(">i", len(request)) + request)
-            (size,) = struct.unpack(">i", _recv(sock, 4))
-            resp = _recv(sock, size)
-        _, _, count = struct.unpack_from(">iii", resp, 0)  # correlation id, throttle, brokers
-        pos, ids = 12, set()
-        for _ in range(count):
-            node_id, host_len = struct.unpack_from(">ih", resp, pos)
-            (rack_len,) = struct.unpack_from(">h", resp, pos + 10 + host_len)
-            pos += 12 + host_len + max(rack_len, 0)
-            ids.add(node_id)
-        return ids
-    except (OSError, struct.error):
-        return None
 
 
 def _terminate(nodes: list[NodeInfo], timeout: float, *, kill: bool = False) -> None:
@@ -344,15 +231,15 @@ def _launch(
         while pending:
             for node in list(pending):
                 if not _alive(node):
-                    why = _last_line(node.log_file, offsets[node.node_id])
+                    why = last_line(node.log_file, offsets[node.node_id])
                     raise LocalKafkaError(f"Kafka node {node.node_id} exited during start: {why}")
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    why = _last_line(node.log_file, offsets[node.node_id])
+                    why = last_line(node.log_file, offsets[node.node_id])
                     raise LocalKafkaError(
                         f"Kafka node {node.node_id} not ready after {timeout:g} s: {why}"
                     )
-                seen = _broker_ids(node.port, min(left, 2.0))
+                seen = broker_ids(node.port, min(left, 2.0))
                 if seen is not None and set(ids) <= seen:
                     pending.remove(node)
             if pending:
@@ -405,7 +292,7 @@ def start(
                 _check_free(node.controller_port)
             libs = ensure_distribution(cache_dir, progress=progress)
             state.heap = heap
-            _write_configs(state)
+            write_configs(state.nodes)
         else:
             ports = _choose_ports(port, brokers)
             libs = ensure_distribution(cache_dir, progress=progress)
@@ -415,7 +302,7 @@ def start(
             nodes = [_node(data_dir, i + 1, p, c) for i, (p, c) in enumerate(ports)]
             state = _State(cluster_id, heap, nodes)
             try:
-                _write_configs(state)
+                write_configs(state.nodes)
                 _format(java, libs, state, progress)
             except BaseException:
                 for node in nodes:  # only dirs this call created: no cluster.json existed
@@ -482,7 +369,7 @@ def start_node(
         _check_free(node.port)
         _check_free(node.controller_port)
         libs = ensure_distribution(cache_dir, progress=progress)
-        _write_configs(state)
+        write_configs(state.nodes)
         _launch(java, libs, data_dir, state, [node_id], timeout, progress)
         return state.nodes[i]
 
