@@ -171,14 +171,8 @@ def _format(java: str, libs: Path, state: _State, progress: Callable[[str], None
     progress(f"formatting the storage of {len(state.nodes)} node(s)")
     procs = []
     for node in state.nodes:  # in parallel: each is a JVM start
-        cmd = [
-            *jvm_command(java, libs, node.log_file, "256m"),
-            *FORMAT.split(),
-            "-t",
-            state.cluster_id,
-            "-c",
-        ]
-        cmd.append(str(node.properties))
+        jvm = jvm_command(java, libs, node.log_file, "256m")
+        cmd = [*jvm, *FORMAT.split(), "-t", state.cluster_id, "-c", str(node.properties)]
         procs.append(Popen(cmd, stdin=DEVNULL, stdout=PIPE, stderr=STDOUT, text=True))
     for node, proc in zip(state.nodes, procs, strict=True):
         out, _ = proc.communicate(timeout=120)
@@ -217,11 +211,8 @@ def _launch(
                 continue
             offsets[node.node_id] = node.log_file.stat().st_size if node.log_file.exists() else 0
             progress(f"starting node {node.node_id} on {HOST}:{node.port}")
-            cmd = [
-                *jvm_command(java, libs, node.log_file, state.heap),
-                MAIN_CLASS,
-                str(node.properties),
-            ]
+            jvm = jvm_command(java, libs, node.log_file, state.heap)
+            cmd = [*jvm, MAIN_CLASS, str(node.properties)]
             with node.log_file.open("ab") as out:  # new session: outlives `segue kafka start`
                 proc = Popen(cmd, stdin=DEVNULL, stdout=out, stderr=STDOUT, start_new_session=True)
             _children[proc.pid] = proc
