@@ -403,7 +403,7 @@ def _worker(args: argparse.Namespace, settings: Settings) -> int:
     import faust
     import uvloop
 
-    # Every loop of the worker (this thread's and the consumer thread's Faust starts) is
+    # The worker's one event loop (its consumer's too: engine/transport.py) is
     # uvloop's: the loop's own work (tasks, callbacks, sockets) is a tenth of a deciding
     # worker's CPU with asyncio's loop; make bench path (c) drained 3,132-3,390 decision
     # points/s with uvloop against 2,492-2,801/s without, alternating on one machine.

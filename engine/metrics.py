@@ -170,9 +170,9 @@ class Metrics:
         )
         self.loop_lag = Histogram(
             "segue_event_loop_lag_seconds",
-            "How late an event loop of the worker ran a callback due at a set time (main: "
-            "the handler, outbox and producer; consumer: the fetches): a loop busy with one "
-            "long step, or a process waiting for a CPU, shows here as in the latency tail.",
+            "How late the worker's event loop (loop=main: fetches, handler, outbox and "
+            "producer) ran a callback due at a set time: a loop busy with one long step, "
+            "or a process waiting for a CPU, shows here as in the latency tail.",
             ["loop"],
             buckets=LATENCY_BUCKETS,
             registry=r,

@@ -6,10 +6,10 @@
 - Every few seconds the worker's consumer lag per topic and its table sizes are sampled;
   a Faust sensor records commits and rebalances as they happen, and a ``gc`` callback
   the garbage collector's pauses.
-- Each event loop of the worker (this thread's, and the consumer thread's that fetches)
-  is asked every PROBE_SECONDS to run a callback at a set time; how late it runs is
-  ``segue_event_loop_lag_seconds{loop}``: the loop busy with one long step (a garbage
-  collection, a large batch), or the process waiting for a CPU.
+- The worker's event loop (the one loop that fetches, decides and produces:
+  engine/transport.py) is asked every PROBE_SECONDS to run a callback at a set time; how
+  late it runs is ``segue_event_loop_lag_seconds{loop="main"}``: the loop busy with one
+  long step (a garbage collection, a large batch), or the process waiting for a CPU.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import asyncio
 import gc
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any
 
 import faust
 from faust.types import TP, TableT
@@ -136,10 +136,6 @@ def install(
     @app.task  # type: ignore[untyped-decorator]
     async def probe_loops() -> None:
         LoopLag(asyncio.get_running_loop(), metrics.loop_lag.labels(loop="main").observe).start()
-        # The worker's consumer fetches in a thread of its own, on a loop of its own
-        # (engine/transport.py); the thread and its loop exist once the consumer is built.
-        thread = cast(Any, app.consumer)._thread
-        LoopLag(thread.thread_loop, metrics.loop_lag.labels(loop="consumer").observe).start()
 
     @app.timer(SAMPLE_SECONDS, name="segue.observe.sample")  # type: ignore[untyped-decorator]
     async def sample() -> None:

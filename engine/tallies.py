@@ -11,7 +11,8 @@ exposition (names, ``_total`` suffixes, cumulative ``le`` buckets) as prometheus
 own metrics would, minus the ``_created`` series nothing of ours reads.
 
 Only metrics written by the event loop belong here: a write from another thread (the
-garbage collector's callbacks, Faust's consumer thread) could lose an increment.
+garbage collector's callbacks, which run on whatever thread allocates) could lose an
+increment.
 
 >>> from prometheus_client import CollectorRegistry, generate_latest
 >>> r = CollectorRegistry()

@@ -1,27 +1,45 @@
-"""Faust's Kafka transport, with the consumer's fetch wait under our control.
+"""Faust's Kafka transport: its consumer on the worker's own event loop, with the fetch
+wait and size under our control.
 
-faust-streaming 0.15.3 builds its worker consumer with ``fetch_max_wait_ms=1500``, fixed.
-With aiokafka's fetcher that wait shows up as latency: while the worker still holds
-records of one partition, the next fetch request leaves that partition out, and the
-broker may hold the request for the whole wait when the other partitions are idle; new
-events on the left-out partition wait with it. Measured with ``make bench`` (issue 6):
-decisions at 300 events/s had p99 223-610 ms with 1,500 ms, against 24-59 ms with
-100 ms. A shorter wait costs only more (empty) fetch requests on an idle worker.
+**One event loop.** faust-streaming runs aiokafka's consumer in a thread of its own, on
+a second event loop, and every call into it (each fetch, commit, seek) crosses between
+the threads through a method queue and futures. With the records taken straight from
+the fetch (engine/delivery.py), that crossing was most of what the worker spent per
+fetch beyond decoding it: at 1,000 events/s the consumer thread took 21% of the worker's
+CPU, the main loop's ``getmany`` across the threads another 17%, and the two threads
+took turns at the interpreter lock. Here the consumer's "thread" is a service on the
+worker's loop: aiokafka's consumer (its fetcher, heartbeat and coordinator tasks) runs
+there, and Faust's calls into it are plain awaits. ``make bench`` path (c) at 1,000
+events/s, alternating on one warm broker: the worker at 33-36% of a core against 34-40%
+with the thread (five runs each; benchmarks/README.md, ninth pass). The consumer's tasks
+run between the handler's slices of records (engine/delivery.py), as the producer's do.
+
+**The fetch wait.** faust-streaming 0.15.3 builds its worker consumer with
+``fetch_max_wait_ms=1500``, fixed. With aiokafka's fetcher that wait shows up as
+latency: while the worker still holds records of one partition, the next fetch request
+leaves that partition out, and the broker may hold the request for the whole wait when
+the other partitions are idle; new events on the left-out partition wait with it.
+Measured with ``make bench`` (issue 6): decisions at 300 events/s had p99 223-610 ms
+with 1,500 ms, against 24-59 ms with 100 ms. A shorter wait costs only more (empty)
+fetch requests on an idle worker.
 
 The same goes for ``fetch_min_bytes`` (Faust leaves aiokafka's 1): how much data the
 broker waits for, up to the wait, before it answers a fetch. It is set again from the
-input rate after every fetch the consumer thread hands over (engine/fetchsize.py).
+input rate after every fetch (engine/fetchsize.py).
 
 The overrides are attributes of the consumer Faust creates, set before it starts (the
 fetcher reads them at start): aiokafka 0.14.0 keeps them as ``_fetch_max_wait_ms`` and
 ``_fetch_min_bytes``; its fetcher keeps its own ``_fetch_min_bytes`` and reads it for
-every fetch request it builds, so the consumer thread sets that one as it goes. Both
-versions are pinned in pyproject.toml; tests/unit/test_transport.py checks the values
-on the consumer a worker builds and the size its fetcher asks for.
+every fetch request it builds, so it is set there as the fetches go. Both versions are
+pinned in pyproject.toml; tests/unit/test_transport.py checks the values on the
+consumer a worker builds, the size its fetcher asks for, and that the consumer runs on
+the loop that calls it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,7 +50,52 @@ from engine.delivery import DirectConsumer, Receiver
 from engine.fetchsize import FetchSize
 
 
-class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+class _LoopConsumer(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's aiokafka consumer thread, without the thread: started, called and stopped
+    on the loop of the Faust consumer that owns it.
+
+    mode's ``ServiceThread`` starts a thread that runs ``_serve`` on the thread's loop
+    (start, then wait to be stopped, then shut down) and hands calls to it through a
+    method queue; here ``_serve`` is a task of the owner's loop, and a call is awaited
+    where it is made. Rebalances still reach the owner through its own method queue
+    (Faust's ``threadsafe_partitions_*``), a queue on the same loop."""
+
+    def __init__(self, consumer: Any, *, loop: asyncio.AbstractEventLoop, **kwargs: Any) -> None:
+        super().__init__(consumer, loop=loop, thread_loop=loop, **kwargs)
+        self._serving: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        assert not self._thread_started.is_set()
+        self._thread_started.set()
+        # ``_serve`` sets this once started, or fails it with what stopped the start.
+        self._thread_running = self.parent_loop.create_future()
+        self._serving = self.parent_loop.create_task(self._serve())
+        self._serving.add_done_callback(_retrieved)
+        try:
+            await self._thread_running
+        finally:
+            self._thread_running = None
+
+    async def stop(self) -> None:
+        # Waits for ``_serve`` to shut the consumer down (mode's ``wait_for_shutdown``).
+        await super().stop()
+        if self._serving is not None:
+            await asyncio.wait({self._serving})
+
+    async def on_thread_started(self) -> None:
+        """Nothing to start: no method queue, calls are awaited directly."""
+
+    async def _gather_remaining_tasks(self) -> None:
+        """Nothing to sweep: the loop is the worker's, and its other tasks are not the
+        consumer's to cancel; aiokafka's consumer stops its own."""
+
+    async def call_thread(
+        self, fun: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any
+    ) -> Any:
+        # Faust hands some synchronous methods through here too (``subscribe``).
+        result: Any = fun(*args, **kwargs)
+        return await result if inspect.isawaitable(result) else result
+
     def _create_worker_consumer(self, transport: Any) -> Any:
         consumer = super()._create_worker_consumer(transport)
         consumer._fetch_max_wait_ms = self.app.fetch_max_wait_ms  # type: ignore[attr-defined]
@@ -40,7 +103,6 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return consumer
 
     async def _fetch_records(self, consumer: Any, *args: Any, **kwargs: Any) -> Any:
-        # Runs in the consumer thread, like the fetcher it sets.
         records = await super()._fetch_records(consumer, *args, **kwargs)
         size: FetchSize = self.app.fetch_size  # type: ignore[attr-defined]
         if size.gather_seconds:  # otherwise the floor, set at start, is kept
@@ -53,9 +115,16 @@ class _ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         return records
 
 
+def _retrieved(task: asyncio.Task[None]) -> None:
+    # A failure of ``_serve`` is the service's crash, reported there; taking it here
+    # keeps asyncio from reporting it again as never retrieved.
+    if not task.cancelled():
+        task.exception()
+
+
 class _Consumer(DirectConsumer):
     def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
-        return _ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+        return _LoopConsumer(self, loop=self.loop, beacon=self.beacon)
 
 
 class _Transport(faust_aiokafka.Transport):

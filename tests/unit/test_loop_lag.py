@@ -1,4 +1,4 @@
-"""Each event loop of the worker is probed for lateness (``segue_event_loop_lag_seconds``):
+"""The worker's event loop is probed for lateness (``segue_event_loop_lag_seconds``):
 a loop held by one long step shows it, an idle one does not."""
 
 from __future__ import annotations

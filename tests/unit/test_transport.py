@@ -1,10 +1,12 @@
-"""The worker's consumer takes its fetch wait from the settings, not Faust's fixed 1.5 s,
-and its fetcher asks for the fetch size engine/fetchsize.py sets from the input rate."""
+"""The worker's consumer runs on the worker's own event loop, not in a thread of its own;
+it takes its fetch wait from the settings, not Faust's fixed 1.5 s, and its fetcher asks
+for the fetch size engine/fetchsize.py sets from the input rate."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -75,3 +77,53 @@ def test_the_fetcher_asks_for_the_size_the_fetched_bytes_give(tmp_path: Path) ->
 
     # 4,000 bytes in the first second, half a second of it is 2,000; none in the next.
     assert asyncio.run(fetch()) == [2_000, 8]
+
+
+def test_the_consumer_runs_and_is_called_on_the_loop_that_owns_it(tmp_path: Path) -> None:
+    async def run() -> tuple[bool, list[int], str, set[str]]:
+        loop = asyncio.get_running_loop()
+        consumer = _app(tmp_path).consumer._thread
+        started: list[int] = []
+
+        async def on_start() -> None:  # aiokafka's consumer would connect to a broker here
+            started.append(threading.get_ident())
+
+        consumer.on_start = on_start
+
+        async def called(x: int) -> int:
+            return x + threading.get_ident()
+
+        threads_before = {t.name for t in threading.enumerate()}
+        await consumer.start()
+        # A coroutine and a plain function, both awaited where they are called.
+        assert await consumer.call_thread(called, 1) == 1 + threading.get_ident()
+        subscribed = await consumer.call_thread(lambda topics: sorted(topics), topics={"b", "a"})
+        new_threads = {t.name for t in threading.enumerate()} - threads_before
+        state_running = consumer.state
+        await consumer.stop()
+        return (
+            consumer.thread_loop is loop,
+            started,
+            f"{state_running}/{consumer.state}/{subscribed}",
+            new_threads,
+        )
+
+    same_loop, started, states, new_threads = asyncio.run(run())
+    assert same_loop
+    assert started == [threading.get_ident()]
+    assert states == "running/shutdown/['a', 'b']"
+    assert new_threads == set()
+
+
+def test_a_consumer_that_cannot_start_fails_its_start(tmp_path: Path) -> None:
+    async def run() -> None:
+        consumer = _app(tmp_path).consumer._thread
+
+        async def on_start() -> None:
+            raise ConnectionRefusedError("no broker at 127.0.0.1:1")
+
+        consumer.on_start = on_start
+        await consumer.start()
+
+    with pytest.raises(ConnectionRefusedError, match="no broker"):
+        asyncio.run(run())
