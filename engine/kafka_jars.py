@@ -26,8 +26,8 @@ LOG_CONFIG = DEPLOY_DIR / "log4j2.yaml"
 MARKER = ".complete"
 
 
-def _quiet(message: str) -> None:
-    pass
+def no_progress(message: str) -> None:
+    """The default ``progress`` of the local Kafka's long steps: say nothing."""
 
 
 class LocalKafkaError(Exception):
@@ -68,7 +68,7 @@ def _mvn_error(output: str) -> str:
 
 
 def ensure_distribution(
-    cache_dir: Path, *, version: str = KAFKA_VERSION, progress: Callable[[str], None] = _quiet
+    cache_dir: Path, *, version: str = KAFKA_VERSION, progress: Callable[[str], None] = no_progress
 ) -> Path:
     """Return ``<cache_dir>/kafka-<version>/libs``, fetching the jars with mvn if needed."""
     require("java")

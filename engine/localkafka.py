@@ -36,7 +36,7 @@ from subprocess import DEVNULL, PIPE, STDOUT, Popen
 from engine.kafka_jars import KAFKA_VERSION as KAFKA_VERSION
 from engine.kafka_jars import LocalKafkaError as LocalKafkaError
 from engine.kafka_jars import ensure_distribution as ensure_distribution
-from engine.kafka_jars import jvm_command, require
+from engine.kafka_jars import jvm_command, no_progress, require
 from engine.kafka_node import HOST, NodeInfo, broker_ids, last_line, write_configs
 
 STATE_FILE = "cluster.json"
@@ -61,10 +61,6 @@ class _State:
     cluster_id: str
     heap: str
     nodes: list[NodeInfo]
-
-
-def _quiet(message: str) -> None:
-    pass
 
 
 # Brokers started by this process. Polling them reaps them once they exit: PID 1 in some
@@ -256,7 +252,7 @@ def start(
     brokers: int = 1,
     timeout: float = 60.0,
     heap: str = "1g",
-    progress: Callable[[str], None] = _quiet,
+    progress: Callable[[str], None] = no_progress,
 ) -> ClusterInfo:
     """Start the cluster of data_dir, creating and formatting it on first use."""
     java = require("java")
@@ -347,7 +343,7 @@ def start_node(
     *,
     cache_dir: Path,
     timeout: float = 60.0,
-    progress: Callable[[str], None] = _quiet,
+    progress: Callable[[str], None] = no_progress,
 ) -> NodeInfo:
     """Restart one stopped node of a recorded cluster; returns once it serves metadata."""
     java = require("java")

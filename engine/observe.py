@@ -134,7 +134,7 @@ def install(
     gc.callbacks.append(_GcTimer(metrics))
 
     @app.task  # type: ignore[untyped-decorator]
-    async def probe_loops() -> None:
+    async def probe_loop() -> None:
         LoopLag(asyncio.get_running_loop(), metrics.loop_lag.labels(loop="main").observe).start()
 
     @app.timer(SAMPLE_SECONDS, name="segue.observe.sample")  # type: ignore[untyped-decorator]
