@@ -150,5 +150,33 @@ def markdown(result: dict[str, Any], *, source: str) -> str:
             "to the output produced (appended to its topic) and received by a consumer:",
             "",
             *latency_table(result),
+            *disturbances(result),
         ]
     )
+
+
+DISTURBED_PERCENT = 5.0
+"""Over this much of a core used beside the measured processes, a measurement is disturbed."""
+
+
+def disturbances(result: dict[str, Any]) -> list[str]:
+    """A line for each measurement that others' CPU disturbed, naming where that went."""
+    lines = []
+    for path, name in NAMES.items():
+        if path not in result:
+            continue
+        measured = [("backlog drain", result[path]["saturation"])]
+        measured += [
+            (f"{r['offered_per_second']:,}/s offered", r) for r in result[path]["fixed_loads"]
+        ]
+        for what, r in measured:
+            other, by_source = r.get("other_cpu_percent"), r.get("other_cpu_by_source")
+            if other is None or other <= DISTURBED_PERCENT or not by_source:
+                continue
+            named = ", ".join(
+                f"{source} {_num(pct)}" for source, pct in by_source.items() if pct >= 1.0
+            )
+            lines.append(f"- {name}, {what}: others' {_num(other)}% of a core: {named}")
+    if not lines:
+        return []
+    return ["", "Others' CPU (% of a core) where it disturbed a measurement:", "", *lines]

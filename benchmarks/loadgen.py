@@ -44,9 +44,10 @@ from benchmarks.openloop import (
 from benchmarks.procstats import (
     CLK_TCK,
     BenchError,
+    MachineTicks,
     broker_ticks,
-    busy_ticks,
     cpu_ticks,
+    other_cpu,
     status_kib,
 )
 
@@ -266,7 +267,9 @@ class Ticks:
     path: int
     load: int
     broker: int | None
-    machine: int
+    machine: MachineTicks
+    pids: tuple[int, ...]
+    """The path's, the load processes' and the broker's."""
 
     @classmethod
     def take(cls, path: int, load: Sequence[int], brokers: Sequence[int]) -> Ticks:
@@ -275,11 +278,12 @@ class Ticks:
             cpu_ticks(path),
             sum(cpu_ticks(p) for p in load),
             broker_ticks(brokers),
-            busy_ticks(),
+            MachineTicks.take(),
+            (path, *load, *brokers),
         )
 
 
-def cpu_between(a: Ticks, b: Ticks) -> dict[str, float | None]:
+def cpu_between(a: Ticks, b: Ticks) -> dict[str, Any]:
     """% of one core: the path, the broker, the load generator and consumer, the rest."""
     wall = b.wall - a.wall
 
@@ -287,12 +291,12 @@ def cpu_between(a: Ticks, b: Ticks) -> dict[str, float | None]:
         return round(ticks / CLK_TCK / wall * 100, 1)
 
     broker = None if a.broker is None or b.broker is None else b.broker - a.broker
-    other = b.machine - a.machine - (b.path - a.path) - (b.load - a.load) - (broker or 0)
+    measured = (b.path - a.path) + (b.load - a.load) + (broker or 0)
     return {
         "cpu_percent_of_one_core": pct(b.path - a.path),
         "broker_cpu_percent": None if broker is None else pct(broker),
         "loadgen_cpu_percent": pct(b.load - a.load),
-        "other_cpu_percent": pct(max(0, other)),
+        **other_cpu(a.machine, b.machine, measured=measured, pids=a.pids, wall=wall),
     }
 
 

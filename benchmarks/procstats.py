@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NamedTuple
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-Measured = dict[str, float | int | None]
+Measured = dict[str, Any]
 """What one side measured: rate, wall time, CPU, memory, the broker's CPU."""
 
 
@@ -18,9 +19,16 @@ class BenchError(Exception):
     """The run cannot go on; the reason in one line (plus the worker's log tail)."""
 
 
+OTHER_SOURCE_MIN_PERCENT = 0.5
+"""A process outside the measured ones is named in ``other_cpu_by_source`` from this % of a core."""
+
+
 def cpu_ticks(pid: int) -> int:
     """utime + stime of every thread of ``pid``, in clock ticks."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    return _ticks(Path(f"/proc/{pid}/stat").read_text())
+
+
+def _ticks(stat: str) -> int:
     fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
     return int(fields[11]) + int(fields[12])
 
@@ -30,13 +38,6 @@ def status_kib(pid: int, key: str) -> int:
         if line.startswith(key + ":"):
             return int(line.split()[1])
     raise BenchError(f"/proc/{pid}/status has no {key}")
-
-
-def busy_ticks() -> int:
-    """CPU time all cores spent on anything but idling, in clock ticks."""
-    # user nice system idle iowait irq softirq steal (guest time is inside user already)
-    ticks = [int(t) for t in Path("/proc/stat").read_text().split()[1:9]]
-    return sum(ticks) - ticks[3] - ticks[4]
 
 
 def broker_ticks(pids: Sequence[int]) -> int | None:
@@ -49,30 +50,140 @@ def broker_ticks(pids: Sequence[int]) -> int | None:
 
 
 @dataclass(frozen=True, slots=True)
+class MachineTicks:
+    """The machine's CPU ticks at one moment: in all, by kind, and each process's."""
+
+    busy: int
+    """All cores' time on anything but idling (the hypervisor's steal included)."""
+    steal: int
+    """Time our virtual CPUs were ready to run but the hypervisor ran another guest."""
+    interrupts: int
+    """The kernel's irq and softirq time, which no process is charged for."""
+    processes: dict[int, Process]
+    """Every process alive at that moment, by pid."""
+
+    @classmethod
+    def take(cls) -> MachineTicks:
+        # user nice system idle iowait irq softirq steal (guest time is inside user already)
+        ticks = [int(t) for t in Path("/proc/stat").read_text().split()[1:9]]
+        busy = sum(ticks) - ticks[3] - ticks[4]
+        return cls(busy, ticks[7], ticks[5] + ticks[6], process_ticks())
+
+
+class Process(NamedTuple):
+    name: str
+    """The kernel's name for it (a kernel worker's changes with the work it does)."""
+    started: int
+    """Clock ticks after boot: a pid used again is a new process."""
+    ticks: int
+    """utime + stime of all its threads."""
+
+
+def process_ticks() -> dict[int, Process]:
+    """Every live process's CPU ticks; one that exits while it is read is left out."""
+    found: dict[int, Process] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        started = int(stat[stat.rindex(")") + 2 :].split()[19])
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        found[int(entry.name)] = Process(name, started, _ticks(stat))
+    return found
+
+
+def other_cpu(
+    a: MachineTicks, b: MachineTicks, *, measured: int, pids: Collection[int], wall: float
+) -> dict[str, Any]:
+    """What the machine spent beside the ``measured`` ticks of ``pids``, and on what.
+
+    ``other_cpu_percent`` (% of one core) is the machine's busy time less ``measured``:
+    high means the numbers are disturbed. ``other_cpu_by_source`` says where it went:
+    ``steal`` (the hypervisor ran another guest), ``interrupts`` (the kernel's irq and
+    softirq time, loopback networking among it), each other process from
+    :data:`OTHER_SOURCE_MIN_PERCENT` by pid and command line, and ``unaccounted``: what
+    processes that exited within the window used, and the smaller ones together.
+    """
+
+    def pct(ticks: int) -> float:
+        return round(ticks / CLK_TCK / wall * 100, 1)
+
+    other = max(0, b.busy - a.busy - measured)
+    named: dict[str, int] = {
+        "steal": b.steal - a.steal,
+        "interrupts": b.interrupts - a.interrupts,
+    }
+    for pid, now in b.processes.items():
+        if pid in pids:
+            continue
+        before = a.processes.get(pid)
+        used = now.ticks - (before.ticks if before and before.started == now.started else 0)
+        if pct(used) >= OTHER_SOURCE_MIN_PERCENT:
+            named[f"{pid} {command_line(pid, now.name)}"] = used
+    named["unaccounted"] = max(0, other - sum(named.values()))
+    return {
+        "other_cpu_percent": pct(other),
+        "other_cpu_by_source": {
+            source: pct(ticks) for source, ticks in sorted(named.items(), key=lambda kv: -kv[1])
+        },
+    }
+
+
+def command_line(pid: int, name: str, limit: int = 80) -> str:
+    """The process's command line, cut to ``limit`` characters; its name once it is gone."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return name
+    line = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    return (line or name)[:limit]
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     wall: float
     ticks: int
     broker: int | None
-    machine: int
+    machine: MachineTicks
+    pids: tuple[int, ...]
+    """The path's pid and the broker's."""
 
     @classmethod
     def take(cls, pid: int, brokers: Sequence[int]) -> Snapshot:
-        return cls(time.monotonic(), cpu_ticks(pid), broker_ticks(brokers), busy_ticks())
+        return cls(
+            time.monotonic(),
+            cpu_ticks(pid),
+            broker_ticks(brokers),
+            MachineTicks.take(),
+            (pid, *brokers),
+        )
+
+    def others(self, end: Snapshot) -> dict[str, Any]:
+        """:func:`other_cpu` between this snapshot and ``end``: beside the path and the broker."""
+        measured = end.ticks - self.ticks
+        if self.broker is not None and end.broker is not None:
+            measured += end.broker - self.broker
+        wall = end.wall - self.wall
+        return other_cpu(self.machine, end.machine, measured=measured, pids=self.pids, wall=wall)
+
+    def broker_percent(self, end: Snapshot) -> float | None:
+        if self.broker is None or end.broker is None:
+            return None
+        return round((end.broker - self.broker) / CLK_TCK / (end.wall - self.wall) * 100, 1)
 
 
 def window(start: Snapshot, end: Snapshot, pid: int, events: int) -> Measured:
     """The measured block of one side: rate, CPU and memory between two snapshots.
 
     ``other_cpu_percent`` is what the rest of the machine used meanwhile (the broker
-    included when its pid is unknown): high means the numbers are disturbed.
+    included when its pid is unknown), and ``other_cpu_by_source`` on what
+    (:func:`other_cpu`): high means the numbers are disturbed.
     """
     wall = end.wall - start.wall
     cpu = (end.ticks - start.ticks) / CLK_TCK
-    broker = None
-    other = end.machine - start.machine - (end.ticks - start.ticks)
-    if start.broker is not None and end.broker is not None:
-        broker = round((end.broker - start.broker) / CLK_TCK / wall * 100, 1)
-        other -= end.broker - start.broker
     return {
         "events_per_second": round(events / wall, 1),
         "wall_seconds": round(wall, 3),
@@ -80,6 +191,6 @@ def window(start: Snapshot, end: Snapshot, pid: int, events: int) -> Measured:
         "cpu_percent_of_one_core": round(cpu / wall * 100, 1),
         "cpu_microseconds_per_event": round(cpu / events * 1e6, 1),
         "peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
-        "broker_cpu_percent": broker,
-        "other_cpu_percent": round(max(0, other) / CLK_TCK / wall * 100, 1),
+        "broker_cpu_percent": start.broker_percent(end),
+        **start.others(end),
     }

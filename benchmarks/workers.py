@@ -76,7 +76,8 @@ def start_worker(settings: Settings, log_path: Path, label: str, brokers: Sequen
     """Launch a worker and wait until /readyz answers 200; what the start cost.
 
     ``other_cpu_percent`` is what the machine spent on anything but this worker and the
-    broker meanwhile, in % of one core: high means the numbers are disturbed.
+    broker meanwhile, in % of one core, and ``other_cpu_by_source`` on what: high means
+    the numbers are disturbed.
     """
     offset = log_path.stat().st_size if log_path.exists() else 0
     worker = WorkerProcess(settings, log_path)
@@ -100,12 +101,6 @@ def start_worker(settings: Settings, log_path: Path, label: str, brokers: Sequen
     ready = time.monotonic() - launched
     last = Snapshot.take(pid, brokers)
     cpu = cpu_ticks(pid) / CLK_TCK
-    wall = last.wall - first.wall
-    other = last.machine - first.machine - (last.ticks - first.ticks)
-    broker = None
-    if first.broker is not None and last.broker is not None:
-        other -= last.broker - first.broker
-        broker = round((last.broker - first.broker) / CLK_TCK / wall * 100, 1)
     metrics = scrape(settings.web_port) or {}
     result = {
         "ready_seconds": round(ready, 3),
@@ -113,8 +108,8 @@ def start_worker(settings: Settings, log_path: Path, label: str, brokers: Sequen
         "cpu_seconds_until_ready": round(cpu, 2),
         "rss_mib_when_ready": round(status_kib(pid, "VmRSS") / 1024, 1),
         "peak_rss_mib_until_ready": round(status_kib(pid, "VmHWM") / 1024, 1),
-        "broker_cpu_percent": broker,
-        "other_cpu_percent": round(max(0, other) / CLK_TCK / wall * 100, 1),
+        "broker_cpu_percent": first.broker_percent(last),
+        **first.others(last),
     }
     say(
         f"  {label}: ready {ready:.2f} s after launch; recovery {result['segue_recovery_seconds']}"

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import doctest
+import os
 import random
+import subprocess
+import sys
+import time
 from types import ModuleType
 from typing import Any
 
@@ -21,6 +25,7 @@ from benchmarks.openloop import (
     template_rest,
     verdict,
 )
+from benchmarks.procstats import CLK_TCK, MachineTicks, Process, other_cpu
 
 
 @pytest.mark.parametrize("module", [openloop, backlog, rawloop])
@@ -127,6 +132,7 @@ def test_the_tables_show_ratios_to_the_baseline_and_unsustained_loads() -> None:
         "peak_rss_mib": 120.0,
         "broker_cpu_percent": 50.0,
         "other_cpu_percent": 5.0,
+        "other_cpu_by_source": {"steal": 5.0},
     }
     lat = {"samples": 17_000, "p50_ms": 3.0, "p99_ms": 10.0, "p999_ms": 20.0, "max_ms": 30.0}
     got = lat | {"p50_ms": 5.0, "p99_ms": 14.0}
@@ -148,3 +154,71 @@ def test_the_tables_show_ratios_to_the_baseline_and_unsustained_loads() -> None:
     assert "| 1,000 (1,000) | 3.0 | 10.0 | 20.0 | 5.0 | 14.0 | 17,000 | 1.00 |" in text
     assert "| 1,000 (1,000) | 3.0 | 50.0 | 20.0 | 5.0 | 70.0 | 17,000 | 5.00 |" in text
     assert "not sustained: lag grows" in text
+    assert "disturbed" not in text  # 5 % of a core beside the path is not yet a disturbance
+    sources = {"steal": 21.0, "1234 /usr/bin/java -Xmx1g": 8.0, "interrupts": 0.4}
+    result["segue_decide"]["fixed_loads"][0] |= {
+        "other_cpu_percent": 29.7,
+        "other_cpu_by_source": sources,
+    }
+    text = bench_tables.markdown(result, source="x.json")
+    assert (
+        "- (c) Segue decide, 1,000/s offered: others' 30% of a core: "
+        "steal 21, 1234 /usr/bin/java -Xmx1g 8"
+    ) in text.splitlines()
+
+
+def test_the_rest_of_the_machine_is_split_by_source() -> None:
+    pct = CLK_TCK // 100  # over a one-second window, the ticks of 1 % of a core
+    a = MachineTicks(
+        busy=0,
+        steal=0,
+        interrupts=0,
+        processes={
+            1: Process("path", 1, 0),
+            2: Process("broker", 1, 0),
+            3: Process("kworker/0:1-events", 1, 0),
+            4: Process("gone", 1, 0),
+            5: Process("x", 1, 0),
+        },
+    )
+    b = MachineTicks(
+        busy=100 * pct,
+        steal=20 * pct,
+        interrupts=5 * pct,
+        processes={
+            1: Process("path", 1, 40 * pct),
+            2: Process("broker", 1, 10 * pct),
+            # a kernel worker's name changes with its work: still the same process
+            3: Process("kworker/0:1-mm_percpu_wq", 1, 15 * pct),
+            # pid 5 used again by a process started within the window: all its ticks count
+            5: Process("y", 9, 7 * pct),
+            6: Process("tiny", 9, 0),
+        },
+    )
+    found = other_cpu(a, b, measured=50 * pct, pids={1, 2}, wall=1.0)
+    assert found["other_cpu_percent"] == 50.0
+    by_source = found["other_cpu_by_source"]
+    assert by_source["steal"] == 20.0 and by_source["interrupts"] == 5.0
+    named = {k: v for k, v in by_source.items() if k[0].isdigit()}
+    assert named == {"3 kworker/0:1-mm_percpu_wq": 15.0, "5 y": 7.0}
+    # what no live process explains: the one that exited, here
+    assert by_source["unaccounted"] == 3.0
+    assert list(by_source.values()) == sorted(by_source.values(), reverse=True)
+
+
+def test_a_busy_process_beside_the_measured_ones_is_named_by_its_command_line() -> None:
+    a = MachineTicks.take()
+    started = time.monotonic()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass", "spinner"])
+    try:
+        time.sleep(1.0)
+        b = MachineTicks.take()
+        wall = time.monotonic() - started
+        found = other_cpu(a, b, measured=0, pids={os.getpid()}, wall=wall)
+    finally:
+        busy.kill()
+        busy.wait()
+    by_source = found["other_cpu_by_source"]
+    assert f"{busy.pid} " + f"{sys.executable} -c while True: pass spinner"[:80] in by_source
+    # the measured pids are never among the sources
+    assert not [k for k in by_source if k.startswith(f"{os.getpid()} ")]
