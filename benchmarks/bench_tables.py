@@ -131,7 +131,9 @@ def markdown(result: dict[str, Any], *, source: str) -> str:
     """Both tables with a line on where and under what load they were measured."""
     m = result.get("machine", {})
     head = (
-        f"`{source}`: {m.get('cpus', '?')} CPUs, load average "
+        f"`{source}`: {m.get('cpus', '?')} CPUs, speed index "
+        f"{m.get('speed_index_ms_at_start', '?')} ms at the start and "
+        f"{m.get('speed_index_ms', '?')} at the end (lower is faster), load average "
         f"{m.get('load_average_1min_at_start', 0):.2f} at the start and "
         f"{m.get('load_average_1min_at_end', 0):.2f} at the end; Apache Kafka "
         f"{m.get('kafka', '?')}, faust-streaming {m.get('faust-streaming', '?')}, "

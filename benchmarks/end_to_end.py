@@ -60,7 +60,7 @@ from benchmarks.loadgen import Template, fixed_load, stamp_on_append
 from benchmarks.openloop import fixed_rates, template_rest
 from benchmarks.procstats import BenchError
 from benchmarks.rawloop import RawLoop
-from benchmarks.results_io import machine, write_result
+from benchmarks.results_io import machine, speed_index_ms, write_result
 from benchmarks.workers import start_worker, stop_worker
 from engine.actions import TRIGGERS
 from engine.settings import Settings
@@ -326,7 +326,7 @@ def main() -> None:
     }
     if min(events.values()) < 1000 or args.customers < 1:
         parser.error("each backlog needs at least 1,000 events and one customer")
-    started, load = time.monotonic(), os.getloadavg()
+    started, load, speed = time.monotonic(), os.getloadavg(), speed_index_ms()
     try:
         seconds = 0.0 if args.no_fixed_loads else args.seconds
         result = run(
@@ -337,6 +337,7 @@ def main() -> None:
     result["machine"] = machine(
         load_average_1min_at_start=load[0],
         load_average_1min_at_end=os.getloadavg()[0],
+        speed_index_ms_at_start=speed,
         kafka=localkafka.KAFKA_VERSION if args.bootstrap is None else "external",
     )
     result["run_seconds"] = round(time.monotonic() - started, 1)

@@ -58,7 +58,8 @@ class MachineTicks:
     steal: int
     """Time our virtual CPUs were ready to run but the hypervisor ran another guest."""
     interrupts: int
-    """The kernel's irq and softirq time, which no process is charged for."""
+    """The kernel's irq and softirq time (this kernel also charges it to the process it
+    interrupted: no ``CONFIG_IRQ_TIME_ACCOUNTING``)."""
     processes: dict[int, Process]
     """Every process alive at that moment, by pid."""
 
@@ -106,6 +107,11 @@ def other_cpu(
     softirq time, loopback networking among it), each other process from
     :data:`OTHER_SOURCE_MIN_PERCENT` by pid and command line, and ``unaccounted``: what
     processes that exited within the window used, and the smaller ones together.
+
+    ``steal`` and ``interrupts`` come from ``/proc/stat``'s ticks, a process's time from
+    its scheduler clock: an interrupt also counts in the time of the process it
+    interrupted, measured ones among them, and the two clocks differ, so the sources can
+    add up to more than ``other_cpu_percent``.
     """
 
     def pct(ticks: int) -> float:

@@ -8,13 +8,14 @@ import random
 import subprocess
 import sys
 import time
+from importlib.metadata import version
 from types import ModuleType
 from typing import Any
 
 import orjson
 import pytest
 
-from benchmarks import backlog, bench_tables, openloop, rawloop
+from benchmarks import backlog, bench_tables, openloop, rawloop, results_io
 from benchmarks.openloop import (
     due,
     fixed_rates,
@@ -148,7 +149,11 @@ def test_the_tables_show_ratios_to_the_baseline_and_unsustained_loads() -> None:
             ],
         },
     }
+    result["machine"] = {"cpus": 2, "speed_index_ms_at_start": 58.7, "speed_index_ms": 36.6}
     text = bench_tables.markdown(result, source="x.json")
+    assert text.startswith(
+        "`x.json`: 2 CPUs, speed index 58.7 ms at the start and 36.6 at the end (lower is"
+    )
     assert "| (c) Segue decide, 1 events | 1,000 (18,000) | 0.050 |" in text
     # Produced p50, p99, p999, then received p50 and p99; the ratio is of produced p99s.
     assert "| 1,000 (1,000) | 3.0 | 10.0 | 20.0 | 5.0 | 14.0 | 17,000 | 1.00 |" in text
@@ -222,3 +227,12 @@ def test_a_busy_process_beside_the_measured_ones_is_named_by_its_command_line() 
     assert f"{busy.pid} " + f"{sys.executable} -c while True: pass spinner"[:80] in by_source
     # the measured pids are never among the sources
     assert not [k for k in by_source if k.startswith(f"{os.getpid()} ")]
+
+
+def test_a_result_names_the_machine_and_how_fast_it_was() -> None:
+    found = results_io.machine(partitions=3)
+    assert found["partitions"] == 3 and found["cpus"] == os.cpu_count()
+    assert found["orjson"] == version("orjson")
+    # /proc/cpuinfo names the processor on Linux, the only system the benchmarks run on
+    assert isinstance(found["cpu_model"], str) and found["cpu_model"]
+    assert found["speed_index_ms"] > 0
