@@ -30,6 +30,7 @@ def machine(**extra: Any) -> dict[str, Any]:
     """The machine and the versions a result was measured with, and how fast it was."""
     return {
         "python": sys.version.split()[0],
+        "python_executable": os.path.realpath(sys.executable),
         "platform": platform.platform(),
         "processor": platform.processor() or platform.machine(),
         "cpu_model": _cpuinfo("model name"),
