@@ -49,6 +49,15 @@ def broker_ticks(pids: Sequence[int]) -> int | None:
         return None
 
 
+class Process(NamedTuple):
+    name: str
+    """The kernel's name for it (a kernel worker's changes with the work it does)."""
+    started: int
+    """Clock ticks after boot: a pid used again is a new process."""
+    ticks: int
+    """utime + stime of all its threads."""
+
+
 @dataclass(frozen=True, slots=True)
 class MachineTicks:
     """The machine's CPU ticks at one moment: in all, by kind, and each process's."""
@@ -58,8 +67,9 @@ class MachineTicks:
     steal: int
     """Time our virtual CPUs were ready to run but the hypervisor ran another guest."""
     interrupts: int
-    """The kernel's irq and softirq time (this kernel also charges it to the process it
-    interrupted: no ``CONFIG_IRQ_TIME_ACCOUNTING``)."""
+    """The kernel's irq and softirq time (a kernel without ``CONFIG_IRQ_TIME_ACCOUNTING``,
+    as on the machine of benchmarks/README.md, also charges it to the process it
+    interrupted)."""
     processes: dict[int, Process]
     """Every process alive at that moment, by pid."""
 
@@ -69,15 +79,6 @@ class MachineTicks:
         ticks = [int(t) for t in Path("/proc/stat").read_text().split()[1:9]]
         busy = sum(ticks) - ticks[3] - ticks[4]
         return cls(busy, ticks[7], ticks[5] + ticks[6], process_ticks())
-
-
-class Process(NamedTuple):
-    name: str
-    """The kernel's name for it (a kernel worker's changes with the work it does)."""
-    started: int
-    """Clock ticks after boot: a pid used again is a new process."""
-    ticks: int
-    """utime + stime of all its threads."""
 
 
 def process_ticks() -> dict[int, Process]:
