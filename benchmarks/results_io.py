@@ -48,10 +48,12 @@ def speed_index_ms() -> float:
     different days: this puts a number on the machine itself, next to what a run
     measured. The work is like an event's, none of it the project's code (which changes):
     an orjson round trip of a small event, a dict update and an f-string, 20,000 times.
-    Lower is faster; compare runs by it before comparing their rates. It is the best of
-    its rounds, and still moves: on one idle machine, 33-36 ms most times and 43-61 ms
-    in one try in six, the host's other work slowing our virtual CPUs for seconds without
-    any steal time to show for it.
+    Lower is faster; compare runs by it before comparing their rates, with the same
+    interpreter (``python_executable``): it measures the interpreter as much as the
+    machine (28-30 ms with Debian's 3.11, 35-39 with a pyenv build, one machine). It is
+    the best of its rounds, and still moves: on one idle machine, with the pyenv build,
+    33-36 ms most times and 43-61 ms in one try in six, the host's other work slowing
+    our virtual CPUs for seconds without any steal time to show for it.
     """
     best = float("inf")
     for _ in range(SPEED_ROUNDS):
