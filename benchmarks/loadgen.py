@@ -42,10 +42,10 @@ from benchmarks.openloop import (
     verdict,
 )
 from benchmarks.procstats import (
-    CLK_TCK,
     BenchError,
     MachineTicks,
     broker_ticks,
+    core_percent,
     cpu_ticks,
     other_cpu,
     status_kib,
@@ -286,16 +286,12 @@ class Ticks:
 def cpu_between(a: Ticks, b: Ticks) -> dict[str, Any]:
     """% of one core: the path, the broker, the load generator and consumer, the rest."""
     wall = b.wall - a.wall
-
-    def pct(ticks: int) -> float:
-        return round(ticks / CLK_TCK / wall * 100, 1)
-
     broker = None if a.broker is None or b.broker is None else b.broker - a.broker
     measured = (b.path - a.path) + (b.load - a.load) + (broker or 0)
     return {
-        "cpu_percent_of_one_core": pct(b.path - a.path),
-        "broker_cpu_percent": None if broker is None else pct(broker),
-        "loadgen_cpu_percent": pct(b.load - a.load),
+        "cpu_percent_of_one_core": core_percent(b.path - a.path, wall),
+        "broker_cpu_percent": None if broker is None else core_percent(broker, wall),
+        "loadgen_cpu_percent": core_percent(b.load - a.load, wall),
         **other_cpu(a.machine, b.machine, measured=measured, pids=a.pids, wall=wall),
     }
 

@@ -25,12 +25,21 @@ OTHER_SOURCE_MIN_PERCENT = 0.5
 
 def cpu_ticks(pid: int) -> int:
     """utime + stime of every thread of ``pid``, in clock ticks."""
-    return _ticks(Path(f"/proc/{pid}/stat").read_text())
+    return _ticks(_fields(Path(f"/proc/{pid}/stat").read_text()))
 
 
-def _ticks(stat: str) -> int:
-    fields = stat[stat.rindex(")") + 2 :].split()  # the name may hold spaces
+def _fields(stat: str) -> list[str]:
+    """A ``/proc/<pid>/stat`` line's fields after the name (which may hold spaces)."""
+    return stat[stat.rindex(")") + 2 :].split()
+
+
+def _ticks(fields: list[str]) -> int:
     return int(fields[11]) + int(fields[12])
+
+
+def core_percent(ticks: int, wall: float) -> float:
+    """``ticks`` of CPU over ``wall`` seconds, in % of one core."""
+    return round(ticks / CLK_TCK / wall * 100, 1)
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -91,9 +100,9 @@ def process_ticks() -> dict[int, Process]:
             stat = Path(entry.path, "stat").read_text()
         except OSError:
             continue
-        started = int(stat[stat.rindex(")") + 2 :].split()[19])
+        fields = _fields(stat)
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        found[int(entry.name)] = Process(name, started, _ticks(stat))
+        found[int(entry.name)] = Process(name, int(fields[19]), _ticks(fields))
     return found
 
 
@@ -114,10 +123,6 @@ def other_cpu(
     interrupted, measured ones among them, and the two clocks differ, so the sources can
     add up to more than ``other_cpu_percent``.
     """
-
-    def pct(ticks: int) -> float:
-        return round(ticks / CLK_TCK / wall * 100, 1)
-
     other = max(0, b.busy - a.busy - measured)
     named: dict[str, int] = {
         "steal": b.steal - a.steal,
@@ -128,13 +133,14 @@ def other_cpu(
             continue
         before = a.processes.get(pid)
         used = now.ticks - (before.ticks if before and before.started == now.started else 0)
-        if pct(used) >= OTHER_SOURCE_MIN_PERCENT:
+        if core_percent(used, wall) >= OTHER_SOURCE_MIN_PERCENT:
             named[f"{pid} {command_line(pid, now.name)}"] = used
     named["unaccounted"] = max(0, other - sum(named.values()))
     return {
-        "other_cpu_percent": pct(other),
+        "other_cpu_percent": core_percent(other, wall),
         "other_cpu_by_source": {
-            source: pct(ticks) for source, ticks in sorted(named.items(), key=lambda kv: -kv[1])
+            source: core_percent(ticks, wall)
+            for source, ticks in sorted(named.items(), key=lambda kv: -kv[1])
         },
     }
 
@@ -179,7 +185,7 @@ class Snapshot:
     def broker_percent(self, end: Snapshot) -> float | None:
         if self.broker is None or end.broker is None:
             return None
-        return round((end.broker - self.broker) / CLK_TCK / (end.wall - self.wall) * 100, 1)
+        return core_percent(end.broker - self.broker, end.wall - self.wall)
 
 
 def window(start: Snapshot, end: Snapshot, pid: int, events: int) -> Measured:
@@ -195,7 +201,7 @@ def window(start: Snapshot, end: Snapshot, pid: int, events: int) -> Measured:
         "events_per_second": round(events / wall, 1),
         "wall_seconds": round(wall, 3),
         "events_in_window": events,
-        "cpu_percent_of_one_core": round(cpu / wall * 100, 1),
+        "cpu_percent_of_one_core": core_percent(end.ticks - start.ticks, wall),
         "cpu_microseconds_per_event": round(cpu / events * 1e6, 1),
         "peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
         "broker_cpu_percent": start.broker_percent(end),
