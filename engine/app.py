@@ -152,7 +152,7 @@ def build_app(
     # listed with Faust's conductor, they are subscribed and assigned like an agent's.
     for topic in (inputs, identity, stitched, nudges):
         app.topics.add(topic)
-    app.receiver = Handler(
+    handler = Handler(
         steps,
         tables,
         outbox,
@@ -161,7 +161,10 @@ def build_app(
         index,
         catalogue=lambda: journeys.current,
         cache_size=settings.profile_cache_size,
+        write_delay_seconds=settings.profile_write_delay_ms / 1000,
     )
+    app.receiver = handler
+    metrics.profiles_unwritten.set_function(lambda: handler.cache.unwritten)
 
     def owned(key: str) -> bool:
         tp = TP(nudges.get_topic_name(), expected_partition(key.encode(), settings.partitions))
@@ -184,6 +187,16 @@ def build_app(
             value = orjson.dumps({"customer_id": key, "now_ms": now_ms})
             await nudges.send(key=key.encode(), value=value)
         metrics.timers_pending.set(len(index))
+
+    if settings.profile_write_delay_ms:
+        # Between deliveries too: an idle worker's last changes are written, and its
+        # commits reach the last record delivered (engine/profile_cache.py).
+        every = min(1.0, max(0.1, settings.profile_write_delay_ms / 2000))
+
+        @app.timer(interval=every, name="segue.profile-writes")  # type: ignore[untyped-decorator]
+        async def write_profiles() -> None:
+            if handler.write_due():
+                outbox.flush_soon()
 
     @app.task  # type: ignore[untyped-decorator]
     async def follow_catalogue() -> None:

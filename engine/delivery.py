@@ -30,9 +30,12 @@ How a fetch is delivered (:meth:`DirectConsumer._wait_next_records`):
 
 How it is committed: Faust's commit asks :meth:`DirectConsumer._new_offset` per
 partition; for a receiver's partition that is its done offset, every record before it
-delivered. Faust then flushes the producer, which first flushes the outbox
-(engine/transport.py), and only then commits. A rebalance revokes partitions as Faust
-does it: what was delivered and not yet committed is delivered again by the next owner,
+delivered, or an earlier one the receiver holds it at: the first record whose changes
+to the profile table are still only in memory (engine/profile_cache.py). Faust then
+flushes the producer, which first flushes the outbox (engine/transport.py), and only
+then commits. When the worker stops, the receiver writes all it holds first. A
+rebalance revokes partitions as Faust does it (the receiver writing all it holds first
+too): what was delivered and not yet committed is delivered again by the next owner,
 and the replay rule (engine/pipeline.py) makes that harmless.
 
 An error outside the core (a table store failing) stops the process with status 70
@@ -81,8 +84,13 @@ class Receiver(Protocol):
     async def delivered(self) -> None:
         """After each slice: start or wait for the outbox's flush."""
 
+    def held(self, tp: TP) -> int | None:
+        """The offset of ``tp`` a commit must not pass yet (None: the done offset):
+        records from there changed state that is not yet written."""
+
     def forget(self) -> None:
-        """The worker's partitions change: drop what is kept in memory from the tables."""
+        """The worker's partitions change, or it stops: write what is kept in memory
+        and not yet written to the tables, then drop what is kept."""
 
 
 class DirectConsumer(faust_aiokafka.Consumer):
@@ -170,7 +178,18 @@ class DirectConsumer(faust_aiokafka.Consumer):
         # Kept, not taken: a commit that fails is retried with it, and Faust commits
         # only an offset past the last one committed.
         done = self._done.get(tp)
-        return done if done is not None else super()._new_offset(tp)
+        if done is None:
+            return super()._new_offset(tp)
+        receiver: Receiver | None = getattr(self.app, "receiver", None)
+        held = receiver.held(tp) if receiver is not None else None
+        return done if held is None else min(done, held)
+
+    async def wait_empty(self) -> None:
+        # Faust waits for its streams, then commits, when it stops (before it closes the
+        # tables) and on a rebalance: what the receiver holds goes to the tables first,
+        # so that commit covers every record delivered.
+        self._forget()
+        await super().wait_empty()
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:  # as Faust drops its acked offsets of revoked partitions

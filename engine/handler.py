@@ -3,8 +3,9 @@ the outbox.
 
 The consumer hands over the records of the worker's topics a few at a time
 (engine/delivery.py); each goes to its topic's step of the functional core
-(engine/pipeline.py) and what the step returns is carried out at once: profile, identity
-and timer writes to the tables (engine/changelog.py), sends to the outbox
+(engine/pipeline.py) and what the step returns is carried out at once: identity and
+timer writes to the tables (engine/changelog.py), profiles into the profile cache, which
+writes them to their table within a delay (engine/profile_cache.py), sends to the outbox
 (engine/outbox.py), the result to the metrics. Nothing here awaits, so the records of a
 partition never interleave, and no exception from the core escapes: an unexpected one
 dead-letters its record with ``internal_error``, so it is never dropped silently.
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +26,7 @@ from engine.metrics import Metrics
 from engine.outbox import Outbox
 from engine.pipeline import Result, reject
 from engine.profile import Profile
+from engine.profile_cache import ProfileCache
 from engine.records import Record
 from engine.result_metrics import observe_result
 from engine.timers import TimerIndex, encode_wake
@@ -54,43 +55,6 @@ class Tables:
         self.profiles.write_staged()
         self.identities.write_staged()
         self.timers.write_staged()
-
-
-class ProfileCache:
-    """The decoded profiles of the customers seen last (at most ``size``), by key.
-
-    Decoding a profile's stored bytes costs ~20 µs of a ~400 µs decision point. The core
-    never changes a profile it was given (it builds a new one per event), so the object
-    it returned is as good as its bytes decoded again: benchmarks/core_golden.py gives
-    the same digest with profiles kept as objects as with profiles decoded each time
-    (tests/unit/test_handler.py). Cleared whenever the worker's partitions change, since
-    a partition may come back after another worker changed its customers."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[str, Profile] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def get(self, key: str) -> Profile | None:
-        profile = self._items.get(key)
-        if profile is not None:
-            self._items.move_to_end(key)
-        return profile
-
-    def put(self, key: str, profile: Profile) -> None:
-        if self._size:
-            self._items[key] = profile
-            self._items.move_to_end(key)
-            if len(self._items) > self._size:
-                self._items.popitem(last=False)
-
-    def drop(self, key: str) -> None:
-        self._items.pop(key, None)
-
-    def clear(self) -> None:
-        self._items.clear()
 
 
 class PartitionState:
@@ -122,7 +86,7 @@ class PartitionState:
         if stored is None:
             return None
         profile = Profile.decode(stored)
-        self._cache.put(key, profile)
+        self._cache.keep(key, profile)
         return profile
 
     def linked(self, anonymous_id: str) -> str | None:
@@ -143,6 +107,8 @@ class Handler:
         timer_index: TimerIndex,
         catalogue: Callable[[], Catalogue],
         cache_size: int,
+        write_delay_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.topics = frozenset(steps)
         self._steps = steps
@@ -153,13 +119,29 @@ class Handler:
         self._index = timer_index
         self._catalogue = catalogue
         self._states: dict[int, PartitionState] = {}
-        self.cache = ProfileCache(cache_size)
+        self.cache = ProfileCache(cache_size, self._write_profile, write_delay_seconds, clock)
 
     def deliver(self, tp: TP, records: Sequence[Any]) -> None:
         step = self._steps[tp.topic]
+        self.cache.delivering(tp, records[0].offset)
         for r in records:
             self.handle(step, Record(r.topic, r.partition, r.offset, r.key, r.value, [*r.headers]))
+        self.cache.write_due()
         self._tables.write_staged()
+
+    def held(self, tp: TP) -> int | None:
+        """The offset of ``tp`` a commit must not pass: its records from there changed
+        profiles not yet written (engine/profile_cache.py)."""
+        return self.cache.held(tp)
+
+    def write_due(self) -> int:
+        """Write the profiles whose delay is over (how many), their changelog records
+        into the outbox; between deliveries, on a timer, so an idle worker's changes are
+        written and its commits move on too."""
+        written = self.cache.write_due()
+        if written:
+            self._tables.write_staged()
+        return written
 
     async def delivered(self) -> None:
         # Flushing in its own task, the outbox takes what arrives meanwhile; the consumer
@@ -170,7 +152,14 @@ class Handler:
             self._outbox.flush_soon()
 
     def forget(self) -> None:
+        # Changes not yet written go to the tables first: the commit that follows (on a
+        # rebalance, or when the worker stops) covers every record delivered.
+        self.cache.write_all()
+        self._tables.write_staged()
         self.cache.clear()
+
+    def _write_profile(self, key: str, partition: int, profile: Profile) -> None:
+        self._tables.profiles.set(key.encode(), profile.encode(), partition)
 
     def handle(self, step: Step, rec: Record) -> None:
         started = time.perf_counter()
@@ -194,8 +183,7 @@ class Handler:
                 tables.profiles.delete(key.encode(), part)
                 self.cache.drop(key)
             else:
-                tables.profiles.set(key.encode(), profile.encode(), part)
-                self.cache.put(key, profile)
+                self.cache.put(key, part, profile)  # written now, or within the delay
         for anonymous_id, customer_id in result.links.items():
             tables.identities.set(anonymous_id.encode(), customer_id.encode(), part)
         for key, wake in result.timers.items():

@@ -188,6 +188,12 @@ class Metrics:
             "Journey timers this worker has in its due-time index.",
             registry=r,
         )
+        self.profiles_unwritten = Gauge(
+            "segue_profiles_unwritten",
+            "Profiles changed in this worker's cache and not yet written to the profile "
+            "table; commits wait for them (SEGUE_PROFILE_WRITE_DELAY_MS).",
+            registry=r,
+        )
         self.catalogue = Gauge(
             "segue_journey_catalogue_info",
             "The journey catalogue in force; the value is always 1.",

@@ -139,6 +139,14 @@ class Settings:
         "garbage collection walks: 20,000 made pauses of 80-155 ms "
         "(segue_gc_pause_seconds). 0 turns the cache off.",
     )
+    profile_write_delay_ms: int = _opt(
+        2_000,
+        "How long a changed profile stays in the cache before it is written to the profile "
+        "table (RocksDB and its changelog): what changes meanwhile goes out as one write "
+        "(engine/profile_cache.py). Commits hold back to the first record whose change "
+        "is unwritten, so a crash replays up to this much more input. 0 writes each "
+        "change at once; so does SEGUE_PROFILE_CACHE_SIZE=0.",
+    )
     timer_tick_seconds: float = _opt(
         1.0,
         "How often a worker looks for due journey timers: about the most a timer fires "
@@ -185,6 +193,8 @@ class Settings:
             raise SettingsError(f"{env_name('attribution_window_seconds')} must be at least 1")
         if self.profile_cache_size < 0:
             raise SettingsError(f"{env_name('profile_cache_size')} must be 0 or more")
+        if not 0 <= self.profile_write_delay_ms <= 60_000:
+            raise SettingsError(f"{env_name('profile_write_delay_ms')} must be 0 to 60000")
         if self.timer_tick_seconds <= 0:
             raise SettingsError(f"{env_name('timer_tick_seconds')} must be above 0")
         if self.model_snapshot_seconds <= 0:

@@ -46,6 +46,7 @@ class Receiver:
         self.on_slice: Any = None
         self.fail_at: int | None = None
         self.forgotten = 0
+        self.holding: dict[TP, int] = {}
 
     def deliver(self, tp: TP, records: Sequence[Any]) -> None:
         assert tp.topic == OURS.topic
@@ -58,6 +59,9 @@ class Receiver:
 
     async def delivered(self) -> None:
         self.flushes += 1
+
+    def held(self, tp: TP) -> int | None:
+        return self.holding.get(tp)
 
     def forget(self) -> None:
         self.forgotten += 1
@@ -149,6 +153,28 @@ def test_revoked_partitions_forget_what_was_delivered(
     assert consumer.app.receiver.forgotten == 1  # nothing kept from the old assignment
     # As Faust drops its acked offsets: the next owner delivers these again.
     assert consumer._new_offset(OURS) is None
+
+
+def test_a_commit_stops_where_the_receiver_holds_it(consumer: Any) -> None:
+    consumer.fetched = {OURS: [record(OURS, o) for o in range(3)]}
+    asyncio.run(consumer._wait_next_records(1.0))
+    consumer.app.receiver.holding[OURS] = 1  # record 1 changed a profile not yet written
+    assert consumer._new_offset(OURS) == 1
+    consumer.app.receiver.holding.clear()  # written
+    assert consumer._new_offset(OURS) == 3
+
+
+def test_the_receiver_writes_what_it_holds_before_faust_commits_to_stop_or_rebalance(
+    consumer: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written_first: list[int] = []
+
+    async def faust_wait_empty(self: Any) -> None:  # waits for streams, then commits
+        written_first.append(self.app.receiver.forgotten)
+
+    monkeypatch.setattr(faust_consumer.Consumer, "wait_empty", faust_wait_empty)
+    asyncio.run(consumer.wait_empty())
+    assert written_first == [1]
 
 
 def test_a_failure_outside_the_core_stops_the_process_before_any_commit_past_it(

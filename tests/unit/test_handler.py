@@ -17,8 +17,9 @@ from faust.types import TP
 from benchmarks.core_golden import digest
 from engine.app import build_app
 from engine.decide import DecideConfig
-from engine.handler import Handler, ProfileCache
+from engine.handler import Handler
 from engine.profile import Profile
+from engine.profile_cache import ProfileCache
 from engine.records import expected_partition
 from engine.settings import Settings
 from models.uplift import UpliftHeads
@@ -40,17 +41,17 @@ def test_the_core_decides_the_same_with_profiles_kept_as_objects_as_decoded_each
 
 
 def test_the_cache_keeps_the_most_recently_used_profiles() -> None:
-    cache = ProfileCache(2)
+    cache = ProfileCache(2, lambda key, part, profile: None)
     a, b, c = (Profile(k) for k in ("a", "b", "c"))
-    cache.put("a", a)
-    cache.put("b", b)
+    cache.put("a", 0, a)
+    cache.put("b", 0, b)
     assert cache.get("a") is a  # now the most recent
-    cache.put("c", c)  # evicts b, the least recently used
+    cache.put("c", 0, c)  # evicts b, the least recently used
     assert (cache.get("a"), cache.get("b"), cache.get("c")) == (a, None, c)
     cache.drop("a")
     assert cache.get("a") is None and len(cache) == 1
-    off = ProfileCache(0)
-    off.put("a", a)
+    off = ProfileCache(0, lambda key, part, profile: None)
+    off.put("a", 0, a)
     assert off.get("a") is None
 
 
@@ -68,12 +69,28 @@ def web_record(customer: str, event_id: str, offset: int) -> ConsumerRecord[byte
     return ConsumerRecord("cx.web", part, offset, 0, 0, key, value, None, len(key), len(value), [])
 
 
-@pytest.fixture(params=["memory://", "rocksdb://"])
-def handler(tmp_path: Path, request: pytest.FixtureRequest) -> Handler:
-    settings = replace(Settings.from_env({}), data_dir=tmp_path, table_store=request.param)
+def build_handler(tmp_path: Path, store: str, write_delay_ms: int) -> Handler:
+    settings = replace(
+        Settings.from_env({}),
+        data_dir=tmp_path,
+        table_store=store,
+        profile_write_delay_ms=write_delay_ms,
+    )
     receiver: Any = build_app(settings).receiver  # type: ignore[attr-defined]
     assert isinstance(receiver, Handler)
     return receiver
+
+
+@pytest.fixture(params=["memory://", "rocksdb://"])
+def handler(tmp_path: Path, request: pytest.FixtureRequest) -> Handler:
+    """A handler that writes each changed profile at once."""
+    return build_handler(tmp_path, request.param, 0)
+
+
+@pytest.fixture(params=["memory://", "rocksdb://"])
+def late_handler(tmp_path: Path, request: pytest.FixtureRequest) -> Handler:
+    """A handler that writes changed profiles two seconds late."""
+    return build_handler(tmp_path, request.param, 2_000)
 
 
 def test_a_cached_profile_is_the_one_stored_and_is_not_decoded_again(
@@ -104,3 +121,30 @@ def test_a_cached_profile_is_the_one_stored_and_is_not_decoded_again(
     assert len(decoded) == 1  # read from the table once, then kept again
     again = handler.cache.get("c-1")
     assert again is not None and again.web_events == 3
+
+
+def test_a_changed_profile_is_written_late_and_holds_the_commit_until_then(
+    late_handler: Handler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(late_handler.cache, "_clock", lambda: clock[0])
+    first = web_record("c-1", "e1", 5)
+    tp, part = TP(first.topic, first.partition), first.partition
+    profiles = late_handler._tables.profiles
+    late_handler.deliver(tp, [first])
+    late_handler.deliver(tp, [web_record("c-1", "e2", 6)])
+    kept = late_handler.cache.get("c-1")
+    assert kept is not None and kept.web_events == 2
+    assert profiles.get(b"c-1", part) is None  # not written yet
+    assert late_handler.held(tp) == 5  # a commit stops before the first change
+    clock[0] += 2.0
+    late_handler.write_due()  # what the worker's timer calls between deliveries
+    # Written once, the last version, into the store itself.
+    assert profiles._rows(part).get(b"c-1") == kept.encode()
+    assert late_handler.held(tp) is None
+    late_handler.deliver(tp, [web_record("c-1", "e3", 7)])
+    assert late_handler.held(tp) == 7
+    late_handler.forget()  # the partitions change, or the worker stops: all written
+    assert late_handler.held(tp) is None and len(late_handler.cache) == 0
+    stored = profiles._rows(part).get(b"c-1")
+    assert stored is not None and Profile.decode(stored).web_events == 3

@@ -25,6 +25,8 @@ def test_defaults_and_environment_overrides() -> None:
         ("SEGUE_FETCH_MIN_BYTES", "0"),
         ("SEGUE_FETCH_GATHER_MS", "-1"),
         ("SEGUE_FETCH_GATHER_MS", "10001"),
+        ("SEGUE_PROFILE_WRITE_DELAY_MS", "-1"),
+        ("SEGUE_PROFILE_WRITE_DELAY_MS", "60001"),
     ],
 )
 def test_bad_values_fail_with_the_variable_named(var: str, value: str) -> None:
