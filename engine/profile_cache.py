@@ -23,6 +23,9 @@ that harmless, as for any record delivered and not yet committed. So commits lag
 delivered records by about ``delay`` on a busy worker; the written profiles never lag
 the committed offsets.
 
+A change leaves memory only once its write returned: a write that fails (the store)
+leaves it unwritten, and the commits held back by it.
+
 A deleted profile is deleted from the table at once, and its unwritten change dropped:
 the one step that deletes one (stitching an anonymous customer to a known one,
 engine/pipeline.py) sends the whole profile on to the known customer's partition in the
@@ -129,10 +132,11 @@ class ProfileCache:
         if unwritten:
             due = self._clock() - self._delay
             while unwritten:
-                key = next(iter(unwritten))
-                if unwritten[key].since > due:
+                key, first = next(iter(unwritten.items()))
+                if first.since > due:
                     break
-                self._write(key, unwritten.popitem(last=False)[1].partition, self._items[key])
+                self._write(key, first.partition, self._items[key])
+                del unwritten[key]
                 written += 1
         self._forget_deliveries()
         return written
@@ -141,8 +145,9 @@ class ProfileCache:
         """Write every changed profile; how many."""
         written = len(self._unwritten)
         while self._unwritten:
-            key, unwritten = self._unwritten.popitem(last=False)
-            self._write(key, unwritten.partition, self._items[key])
+            key, first = next(iter(self._unwritten.items()))
+            self._write(key, first.partition, self._items[key])
+            del self._unwritten[key]
         self._deliveries.clear()
         return written
 
@@ -164,10 +169,12 @@ class ProfileCache:
 
     def _keep_size(self) -> None:
         if len(self._items) > self._size:
-            key, profile = self._items.popitem(last=False)
-            unwritten = self._unwritten.pop(key, None)
-            if unwritten is not None:
-                self._write(key, unwritten.partition, profile)
+            key = next(iter(self._items))
+            first = self._unwritten.get(key)
+            if first is not None:
+                self._write(key, first.partition, self._items[key])
+                del self._unwritten[key]
+            del self._items[key]
 
     def _forget_deliveries(self) -> None:
         if not self._unwritten:

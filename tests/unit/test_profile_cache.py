@@ -144,3 +144,20 @@ def test_bad_sizes_are_refused() -> None:
         ProfileCache(-1, Table())
     with pytest.raises(ValueError, match="0 or more"):
         ProfileCache(1, Table(), -0.5)
+
+
+def test_a_write_that_fails_leaves_the_change_unwritten_and_the_commit_held() -> None:
+    c, table, clock = cache()
+    c.delivering(WEB, 4)
+    c.put("c-1", 0, Profile("c-1"))
+    clock.now += 3.0
+
+    def failing(key: str, partition: int, profile: Profile) -> None:
+        raise OSError("store failed")
+
+    c._write = failing
+    with pytest.raises(OSError):
+        c.write_due()
+    assert c.unwritten == 1 and c.held(WEB) == 4
+    c._write = table
+    assert c.write_due() == 1 and c.held(WEB) is None
