@@ -138,3 +138,16 @@ def kept_encoded(candidates: tuple[Candidate, ...]) -> tuple[Candidate, ...]:
         _KEPT.clear()
     _KEPT[id(candidates)] = (candidates, orjson.Fragment(orjson.dumps(candidates)))
     return candidates
+
+
+def is_kept(candidates: tuple[Candidate, ...]) -> bool:
+    """Whether ``candidates`` is a tuple ``kept_encoded`` keeps: one shared by many
+    decisions, worth remembering more about.
+
+    >>> is_kept(kept_encoded((Candidate("a", "sms", False, "no_consent"),)))
+    True
+    >>> is_kept((Candidate("a", "sms", False, "no_consent"),))
+    False
+    """
+    kept = _KEPT.get(id(candidates))
+    return kept is not None and kept[0] is candidates
