@@ -9,9 +9,9 @@ gives the same digest with profiles kept as objects as with profiles decoded eac
 **Written late.** Every event changes its customer's profile, and writing it was about
 a seventh of a deciding worker's CPU: the profile encoded, put into RocksDB, and its
 changelog record produced (and the broker's share of storing it). A customer's events
-come in bursts, so the profile a changed one is written ``delay`` after its first change
-since it was last written: what changed meanwhile goes out as one write, the last
-version, as Kafka Streams' record cache does between commits. Sooner when the profile
+come in bursts, so a changed profile is written ``delay`` after its first change since
+it was last written: what changed meanwhile goes out as one write, the last version, as
+Kafka Streams' record cache does between commits. Sooner when the profile
 is dropped from memory (the least recently used beyond ``size``), and every one when
 the worker's partitions change or it stops (``write_all``).
 
@@ -99,6 +99,7 @@ class ProfileCache:
         """Keep ``profile``, just decoded from the table: nothing to write."""
         if self._size:
             self._items[key] = profile
+            self._items.move_to_end(key)
             self._keep_size()
 
     def put(self, key: str, partition: int, profile: Profile) -> None:
