@@ -137,6 +137,8 @@ def test_a_changed_profile_is_written_late_and_holds_the_commit_until_then(
     assert kept is not None and kept.web_events == 2
     assert profiles.get(b"c-1", part) is None  # not written yet
     assert late_handler.held(tp) == 5  # a commit stops before the first change
+    gauge = late_handler._metrics.registry.get_sample_value("segue_profiles_unwritten")
+    assert gauge == 1
     clock[0] += 2.0
     late_handler.write_due()  # what the worker's timer calls between deliveries
     # Written once, the last version, into the store itself.

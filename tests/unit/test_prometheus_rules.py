@@ -39,6 +39,7 @@ EXPORTED = {
     "segue_last_commit_timestamp_seconds",
     "segue_rebalances_total",
     "segue_table_keys",
+    "segue_profiles_unwritten",
     "segue_recovery_seconds",
     "segue_build_info",
     "up",
