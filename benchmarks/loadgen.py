@@ -41,15 +41,7 @@ from benchmarks.openloop import (
     summary,
     verdict,
 )
-from benchmarks.procstats import (
-    BenchError,
-    MachineTicks,
-    broker_ticks,
-    core_percent,
-    cpu_ticks,
-    other_cpu,
-    status_kib,
-)
+from benchmarks.procstats import BenchError, Snapshot, core_percent, status_kib
 
 DRAIN_SECONDS = 10.0
 """How long outputs may keep arriving after the sending ended (a steady backlog drains)."""
@@ -259,40 +251,14 @@ async def stamp_on_append(bootstrap: str, topic: str) -> None:
 # --- one run, from the parent ---------------------------------------------------------
 
 
-@dataclass
-class Ticks:
-    """CPU ticks of everything measured, at one moment."""
-
-    wall: float
-    path: int
-    load: int
-    broker: int | None
-    machine: MachineTicks
-    pids: tuple[int, ...]
-    """The path's, the load processes' and the broker's."""
-
-    @classmethod
-    def take(cls, path: int, load: Sequence[int], brokers: Sequence[int]) -> Ticks:
-        return cls(
-            time.monotonic(),
-            cpu_ticks(path),
-            sum(cpu_ticks(p) for p in load),
-            broker_ticks(brokers),
-            MachineTicks.take(),
-            (path, *load, *brokers),
-        )
-
-
-def cpu_between(a: Ticks, b: Ticks) -> dict[str, Any]:
+def cpu_between(a: Snapshot, b: Snapshot) -> dict[str, Any]:
     """% of one core: the path, the broker, the load generator and consumer, the rest."""
     wall = b.wall - a.wall
-    broker = None if a.broker is None or b.broker is None else b.broker - a.broker
-    measured = (b.path - a.path) + (b.load - a.load) + (broker or 0)
     return {
-        "cpu_percent_of_one_core": core_percent(b.path - a.path, wall),
-        "broker_cpu_percent": None if broker is None else core_percent(broker, wall),
+        "cpu_percent_of_one_core": core_percent(b.ticks - a.ticks, wall),
+        "broker_cpu_percent": a.broker_percent(b),
         "loadgen_cpu_percent": core_percent(b.load - a.load, wall),
-        **other_cpu(a.machine, b.machine, measured=measured, pids=a.pids, wall=wall),
+        **a.others(b),
     }
 
 
@@ -335,7 +301,7 @@ def fixed_load(
         gen.start()
         assert gen.pid is not None and col.pid is not None
         loaders = [gen.pid, col.pid]
-        first: Ticks | None = None
+        first: Snapshot | None = None
         backlog_warm = 0
         aborted = False
         next_report = time.monotonic() + PROGRESS_SECONDS
@@ -348,7 +314,7 @@ def fixed_load(
             in_run = time.time_ns() / 1e9 - started_ns.value / 1e9
             backlog = expected.value - arrived.value
             if first is None and in_run >= WARMUP_SECONDS:
-                first, backlog_warm = Ticks.take(pid, loaders, brokers), backlog
+                first, backlog_warm = Snapshot.take(pid, brokers, loaders), backlog
             if first and not aborted and backlog > out_rate * ABORT_BACKLOG_SECONDS:
                 say(f"  {label}: {backlog:,} outputs behind after {in_run:.0f} s; stopping")
                 stop_gen.set()
@@ -356,7 +322,7 @@ def fixed_load(
             if time.monotonic() >= next_report:
                 say(f"  {label}: {in_run:4.0f} s  sent {expected.value:>8,}  behind {backlog:>7,}")
                 next_report += PROGRESS_SECONDS
-        last = Ticks.take(pid, loaders, brokers)
+        last = Snapshot.take(pid, brokers, loaders)
         rss = status_kib(pid, "VmRSS"), status_kib(pid, "VmHWM")
         backlog_end = expected.value - arrived.value
         judged = verdict(out_rate, backlog_warm, backlog_end, aborted=aborted, drained=True)

@@ -162,21 +162,25 @@ class Snapshot:
     broker: int | None
     machine: MachineTicks
     pids: tuple[int, ...]
-    """The path's pid and the broker's."""
+    """The path's pid, the load processes' and the broker's."""
+    load: int = 0
+    """The load processes' ticks (a load generator and its consumer), if any."""
 
     @classmethod
-    def take(cls, pid: int, brokers: Sequence[int]) -> Snapshot:
+    def take(cls, pid: int, brokers: Sequence[int], load: Sequence[int] = ()) -> Snapshot:
         return cls(
             time.monotonic(),
             cpu_ticks(pid),
             broker_ticks(brokers),
             MachineTicks.take(),
-            (pid, *brokers),
+            (pid, *load, *brokers),
+            sum(cpu_ticks(p) for p in load),
         )
 
     def others(self, end: Snapshot) -> dict[str, Any]:
-        """:func:`other_cpu` between this snapshot and ``end``: beside the path and the broker."""
-        measured = end.ticks - self.ticks
+        """:func:`other_cpu` between this snapshot and ``end``: beside the path, the load
+        processes and the broker."""
+        measured = end.ticks - self.ticks + end.load - self.load
         if self.broker is not None and end.broker is not None:
             measured += end.broker - self.broker
         wall = end.wall - self.wall

@@ -36,6 +36,7 @@ With ``delay`` 0, or ``size`` 0 (nothing kept), every profile is written as it c
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -128,29 +129,11 @@ class ProfileCache:
 
     def write_due(self) -> int:
         """Write the profiles changed at least the delay ago; how many."""
-        unwritten = self._unwritten
-        written = 0
-        if unwritten:
-            due = self._clock() - self._delay
-            while unwritten:
-                key, first = next(iter(unwritten.items()))
-                if first.since > due:
-                    break
-                self._write(key, first.partition, self._items[key])
-                del unwritten[key]
-                written += 1
-        self._forget_deliveries()
-        return written
+        return self._write_first_changed(self._clock() - self._delay)
 
     def write_all(self) -> int:
         """Write every changed profile; how many."""
-        written = len(self._unwritten)
-        while self._unwritten:
-            key, first = next(iter(self._unwritten.items()))
-            self._write(key, first.partition, self._items[key])
-            del self._unwritten[key]
-        self._deliveries.clear()
-        return written
+        return self._write_first_changed(math.inf)
 
     def held(self, tp: TP) -> int | None:
         """The offset of ``tp`` a commit must not pass (None: nothing holds it back)."""
@@ -176,6 +159,21 @@ class ProfileCache:
                 self._write(key, first.partition, self._items[key])
                 del self._unwritten[key]
             del self._items[key]
+
+    def _write_first_changed(self, until: float) -> int:
+        """Write the profiles first changed no later than ``until``, oldest first; and
+        forget the deliveries no longer holding any commit back."""
+        unwritten = self._unwritten
+        written = 0
+        while unwritten:
+            key, first = next(iter(unwritten.items()))
+            if first.since > until:
+                break
+            self._write(key, first.partition, self._items[key])
+            del unwritten[key]
+            written += 1
+        self._forget_deliveries()
+        return written
 
     def _forget_deliveries(self) -> None:
         if not self._unwritten:

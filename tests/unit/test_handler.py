@@ -19,7 +19,6 @@ from engine.app import build_app
 from engine.decide import DecideConfig
 from engine.handler import Handler
 from engine.profile import Profile
-from engine.profile_cache import ProfileCache
 from engine.records import expected_partition
 from engine.settings import Settings
 from models.uplift import UpliftHeads
@@ -38,21 +37,6 @@ def test_the_core_decides_the_same_with_profiles_kept_as_objects_as_decoded_each
         for codec in (True, False)
     }
     assert runs[True] == runs[False]
-
-
-def test_the_cache_keeps_the_most_recently_used_profiles() -> None:
-    cache = ProfileCache(2, lambda key, part, profile: None)
-    a, b, c = (Profile(k) for k in ("a", "b", "c"))
-    cache.put("a", 0, a)
-    cache.put("b", 0, b)
-    assert cache.get("a") is a  # now the most recent
-    cache.put("c", 0, c)  # evicts b, the least recently used
-    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (a, None, c)
-    cache.drop("a")
-    assert cache.get("a") is None and len(cache) == 1
-    off = ProfileCache(0, lambda key, part, profile: None)
-    off.put("a", 0, a)
-    assert off.get("a") is None
 
 
 def web_record(customer: str, event_id: str, offset: int) -> ConsumerRecord[bytes, bytes]:

@@ -36,6 +36,21 @@ def cache(size: int = 10, delay: float = 2.0) -> tuple[ProfileCache, Table, Cloc
     return ProfileCache(size, table, delay, clock), table, clock
 
 
+def test_the_cache_keeps_the_most_recently_used_profiles() -> None:
+    cache = ProfileCache(2, lambda key, part, profile: None)
+    a, b, c = (Profile(k) for k in ("a", "b", "c"))
+    cache.put("a", 0, a)
+    cache.put("b", 0, b)
+    assert cache.get("a") is a  # now the most recent
+    cache.put("c", 0, c)  # evicts b, the least recently used
+    assert (cache.get("a"), cache.get("b"), cache.get("c")) == (a, None, c)
+    cache.drop("a")
+    assert cache.get("a") is None and len(cache) == 1
+    off = ProfileCache(0, lambda key, part, profile: None)
+    off.put("a", 0, a)
+    assert off.get("a") is None
+
+
 def test_changes_within_the_delay_are_written_once_as_the_last_version() -> None:
     c, table, clock = cache()
     first, second = Profile("c-1", orders=1), Profile("c-1", orders=2)
