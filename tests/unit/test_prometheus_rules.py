@@ -22,35 +22,28 @@ PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "segue-dashboard.json"
 INSTALL_HINT = "promtool is missing: apt-get install prometheus (or run `make system-deps`)"
 
-# What engine/metrics.py exports, in exposition names (counters end in _total).
-EXPORTED = {
-    "segue_events_consumed_total",
-    "segue_dead_letters_total",
-    "segue_decisions_total",
-    "segue_replayed_events_total",
-    "segue_duplicates_dropped_total",
-    "segue_events_forwarded_total",
-    "segue_model_rewards_total",
-    "segue_model_updates",
-    "segue_model_snapshot_age_seconds",
-    "segue_model_snapshots_published_total",
-    "segue_model_snapshot_rejected_total",
-    "segue_consumer_lag_records",
-    "segue_last_commit_timestamp_seconds",
-    "segue_rebalances_total",
-    "segue_table_keys",
-    "segue_profiles_unwritten",
-    "segue_recovery_seconds",
-    "segue_build_info",
-    "up",
+# The parts of the exposition each metric type writes (prometheus_client: a counter's
+# ``_created`` is left out, no query reads it).
+SUFFIXES = {
+    "counter": ("_total",),
+    "histogram": ("_bucket", "_sum", "_count"),
+    "summary": ("_sum", "_count"),
+    "gauge": ("",),
 }
-HISTOGRAMS = {
-    "segue_event_to_decision_seconds",
-    "segue_processing_seconds",
-    "segue_gc_pause_seconds",
-    "segue_event_loop_lag_seconds",
-}
-SERIES = EXPORTED | {f"{h}_{part}" for h in HISTOGRAMS for part in ("bucket", "sum", "count")}
+
+
+def exported_series() -> set[str]:
+    """The series names a worker's /metrics can hold: every family of engine/metrics.py's
+    registry, read from the registry itself so that a metric added, renamed or removed
+    there is what the dashboard's queries are checked against; and Prometheus's own
+    ``up``."""
+    from engine.metrics import Metrics
+
+    names = {"up"}
+    for family in Metrics().registry.collect():
+        names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
+    return names
+
 
 # Grafana's variables, replaced by values Prometheus can parse.
 GRAFANA_VARIABLES = {
@@ -150,7 +143,7 @@ def test_dashboard_queries_use_known_metrics_and_parse(tmp_path: Path) -> None:
     assert any(v["type"] == "datasource" for v in doc["templating"]["list"])
     exprs = dashboard_exprs()
     assert len(exprs) >= 8
-    known = SERIES | recorded_names()
+    known = exported_series() | recorded_names()
     for title, expr in exprs:
         unknown = metric_names(expr) - known
         assert not unknown, f"panel {title!r} queries unknown series {sorted(unknown)}: {expr}"
@@ -170,3 +163,18 @@ def test_metric_names_sees_through_functions_and_labels() -> None:
     )
     assert metric_names(expr) == {"segue_event_to_decision_seconds_bucket", "up"}
     assert metric_names("sum(segue_no_such_metric) * 1e3") == {"segue_no_such_metric"}
+
+
+def test_exported_series_are_what_a_scrape_holds() -> None:
+    # Read from the registry: the latency histogram's parts and a counter's ``_total``,
+    # not its family name alone.
+    series = exported_series()
+    assert {
+        "segue_event_to_decision_seconds_bucket",
+        "segue_event_to_decision_seconds_count",
+        "segue_events_consumed_total",
+        "segue_profiles_unwritten",
+        "segue_build_info",
+    } <= series
+    assert "segue_events_consumed" not in series
+    assert "segue_event_to_decision_seconds" not in series
