@@ -35,7 +35,8 @@ from benchmarks.results_io import machine, write_result
 from engine.actions import TRIGGERS
 from engine.decide import DecideConfig, decide
 from engine.journey_loader import default_catalogue
-from engine.profile import Profile, apply_event
+from engine.profile import Profile
+from engine.profile_updates import apply_event
 from engine.replay import Attribution
 from models.evaluate import NONE, Logged, TargetPolicy, evaluate
 from models.policy import LogisticHeads

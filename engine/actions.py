@@ -18,7 +18,7 @@ changes what Segue may offer by publishing a catalogue, without a deploy::
       actions: {discount_offer: 0.8}
       channels: {sms: 0.5}          # weight = the action's lever x the channel's lever
 
-Conditions read ``profile`` (``engine.profile.view``), ``event`` (the triggering event's
+Conditions read ``profile`` (``engine.profile_view.view``), ``event`` (the triggering event's
 payload with ``name``, as journeys see it) and ``now``. A condition that fails excludes
 the candidate under the condition's name, which the decision log shows. Names are ids,
 so they stay fit for a metric label.

@@ -57,7 +57,8 @@ from engine.dedup import short_hash
 from engine.frozen import immutable
 from engine.journeys import Catalogue
 from engine.pending import Pending, lesson
-from engine.profile import Profile, changed, remember
+from engine.profile import Profile, changed
+from engine.profile_updates import remember
 from models.policy import Policy
 from topics.events import Event
 

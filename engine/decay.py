@@ -57,7 +57,7 @@ class Activity:
 
     A profile's counters are rounded as stored (see the module docstring): ``record``,
     ``combine`` and ``from_doc`` (of what those stored) make them so, and only ``at``'s
-    unrounded ones, never stored, are not. ``engine.profile.view`` relies on it: read
+    unrounded ones, never stored, are not. ``engine.profile_view.view`` relies on it: read
     at ``at_s``, it returns them without rounding them again."""
 
     at_s: int = 0

@@ -23,14 +23,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from engine import contact_policy
+from engine import contact_check
 from engine.actions import Action
 from engine.expr import Expr
 from engine.expr_eval import Run
 from engine.frozen import assembled
 from engine.journeys import Catalogue
 from engine.orchestrate import catalogue_version, event_doc
-from engine.profile import Profile, view
+from engine.profile import Profile
+from engine.profile_view import view
 from models.explore import EpsilonGreedy
 from models.features import features
 from models.policy import Policy
@@ -105,7 +106,7 @@ def decide(
         if holds(ctx) is True:
             stage = name
             break
-    refusal = contact_policy.Moment(cat.contact, p, now).refusal
+    refusal = contact_check.Moment(cat.contact, p, now).refusal
     tickets = bool(p.open_tickets)
     whys: list[str | None] = []
     eligible: list[_Arm] = []

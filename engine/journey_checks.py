@@ -32,7 +32,7 @@ from datetime import time
 import yaml
 
 from engine.expr import Expr, ExprError, compile_expr
-from engine.profile import VIEW_FIELDS
+from engine.profile_view import VIEW_FIELDS
 
 _STR, _INT, _BOOL, _NULL, _FLOAT = (
     f"tag:yaml.org,2002:{t}" for t in ("str", "int", "bool", "null", "float")

@@ -29,12 +29,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from engine import contact_policy
+from engine import contact_check
 from engine import journey_runtime as runtime
 from engine.journeys import Act as ActStep
 from engine.journeys import Catalogue, Journey, stage_of
 from engine.pending import TIMER_SOURCE, TIMER_TYPE
-from engine.profile import Profile, changed, view
+from engine.profile import Profile, changed
+from engine.profile_view import view
 from topics.decisions import NO_ACTION, Candidate, Decision, decision_id
 from topics.events import Event
 
@@ -209,7 +210,7 @@ def act_decision(
         refused: list[tuple[str, str | None]] = [(c, "holdout") for c in act.channels]
     else:
         verdicts = [
-            contact_policy.check(cat.contact, p, act.action, klass, c, now_ms=act.at_ms)
+            contact_check.check(cat.contact, p, act.action, klass, c, now_ms=act.at_ms)
             for c in act.channels
         ]
         refused = [(v.channel, v.reason) for v in verdicts]
@@ -219,7 +220,7 @@ def act_decision(
     )
     chosen = next((v for v in verdicts if v.allowed), None)
     if chosen is not None:
-        p = contact_policy.accept(p, chosen)
+        p = contact_check.accept(p, chosen)
         if chosen.channel != act.channels[0]:
             reasons.append(f"first channel the contact policy allows: {chosen.channel}")
     else:

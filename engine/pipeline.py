@@ -62,20 +62,18 @@ from engine.dedup import short_hash
 from engine.journey_runtime import Command, quiet
 from engine.journeys import Catalogue
 from engine.pending import Pending, resend, resend_act
-from engine.profile import (
-    ANONYMOUS,
+from engine.profile import ANONYMOUS, Profile, changed
+from engine.profile_updates import (
     SUPPRESSING_OUTCOMES,
-    Profile,
     apply_event,
-    changed,
     find_pending,
     merge,
     record_contact,
     record_outcome,
     remembered,
     seen_before,
-    view,
 )
+from engine.profile_view import view
 from engine.records import (
     Record,
     Send,

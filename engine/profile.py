@@ -1,32 +1,15 @@
-"""The live picture of one customer, and how each event changes it.
+"""The live picture of one customer: the record the worker keeps per customer, and its
+stored form.
 
-``apply_event`` is a pure function: the old profile and an event in, the new profile
-out. The worker keeps one profile per customer in a changelog-backed table, encoded with
+The worker keeps one profile per customer in a changelog-backed table, encoded with
 orjson; ``Profile.decode`` also reads every earlier form of the record (see
-``_upgrade``). ``view`` is the read-only picture journey conditions see.
-
-What comes from where:
-
-- attributes (``timezone``, ``country``, ``tier``): a ``web.login`` or ``web.signup``
-  that carries them (contract version 2); the last one applied wins. A subscription's
-  ``plan`` does not set the tier: a plan names what is delivered ("coffee-monthly"), a
-  tier names the customer's standing, and ``subscription_cancelled`` could not tell
-  which tier to fall back to.
-- recent behaviour (``recent``, see ``engine.decay``): page and product views, product
-  views and cart additions by category, orders and spend, decayed over time.
-- support: open tickets with their priority (``normal`` when the event names none), and
-  the last CSAT and NPS score with their event time (a late, older score does not
-  replace a newer one).
-- consent: ``opted_out`` channels; an unsubscribed or complained outcome or an opt-out
-  adds one, an opt-in removes it.
-- contact history: when each channel last reached the customer (``record_contact``).
-- dismissals: when the customer lately dismissed each action (``record_outcome``), which
-  the contact policy's outcome-based suppression counts (``engine.contact_policy``).
+``_upgrade``). A profile is never changed in place: ``changed`` makes the next one.
+How each event changes it is ``engine.profile_updates``; what journey conditions read
+of it, ``engine.profile_view``.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import MISSING, dataclass, field, fields
 from itertools import compress
 from operator import ne
@@ -34,9 +17,8 @@ from typing import Any
 
 import orjson
 
-from engine import contacts, decay, dedup, dismissals
+from engine import decay, dedup
 from engine.decay import Activity
-from engine.dedup import short_hash
 from engine.frozen import assembled
 from engine.journey_memory import (
     JourneyMemory,
@@ -44,7 +26,6 @@ from engine.journey_memory import (
     memory_from_doc,
 )
 from engine.pending import Pending
-from topics.events import Event
 
 MAX_CATEGORIES = decay.MAX_CATEGORIES
 MAX_CART_ITEMS = 50
@@ -53,9 +34,6 @@ MAX_PENDING = 4
 """Recent decisions remembered for learning and for re-emission after a crash."""
 ANONYMOUS = "anon:"
 """Key prefix of a profile known only by an anonymous id (before login or signup)."""
-PRIORITIES = ("low", "normal", "high", "urgent")
-"""Ticket priorities, lowest first (the ``support.ticket_opened`` contract's choices)."""
-DAY_S = 86_400
 
 
 @dataclass(frozen=True)
@@ -152,10 +130,10 @@ def changed(p: Profile, **changes: Any) -> Profile:
     """
     if not _FIELDS.issuperset(changes):
         raise TypeError(f"Profile has no field {next(k for k in changes if k not in _FIELDS)!r}")
-    return _replaced(p, changes)
+    return replaced(p, changes)
 
 
-def _replaced(p: Profile, changes: dict[str, Any]) -> Profile:
+def replaced(p: Profile, changes: dict[str, Any]) -> Profile:
     """``changed`` for a caller whose changes name fields only (``apply_event``): no
     keyword arguments packed again, no check (2,000 instructions less per event)."""
     # A fresh instance dict set whole (``assembled``), rather than the one ``vars`` makes
@@ -320,274 +298,3 @@ _WEB_COUNTERS = tuple(f"web.{t}" for t in _WEB_TYPES)
 """The ``counts`` keys ``web_events`` adds up, named once (it is read twice per event)."""
 _NONE_YET = (0,) * len(_WEB_COUNTERS)
 """``web_events``' default for each counter the customer has not got."""
-_ATTRIBUTES = ("timezone", "country", "tier")
-
-
-def apply_event(
-    p: Profile,
-    ev: Event,
-    *,
-    topic: str,
-    partition: int,
-    offset: int,
-    seen: dict[str, int] | None = None,
-) -> Profile:
-    """The profile after ``ev``; records the source offset so a replay is not re-applied,
-    and ``seen``, the dedup memory with the event in it (``remembered``), when given: one
-    copy of the profile instead of two."""
-    counts = dict(p.counts)
-    counter = f"{ev.source}.{ev.type}"
-    counts[counter] = counts.get(counter, 0) + 1
-    changes: dict[str, Any] = {
-        "counts": counts,
-        "first_seen_ms": ev.time_ms if p.first_seen_ms == 0 else p.first_seen_ms,
-        # Late events must not move recency backwards.
-        "last_seen_ms": max(p.last_seen_ms, ev.time_ms),
-        "offsets": {**p.offsets, f"{topic}/{partition}": offset},
-    }
-    if seen is not None:
-        changes["seen"] = seen
-    data = ev.data
-    time_s = ev.time_ms // 1000
-    if ev.source == "web":
-        if data.get("device") == "mobile":
-            changes["mobile_events"] = p.mobile_events + 1
-        category = str(data["category"]) if data.get("category") else None
-        if ev.type == "page_view":
-            changes["recent"] = decay.record(p.recent, time_s, visits=1.0)
-        elif ev.type == "product_view":
-            changes["recent"] = decay.record(p.recent, time_s, visits=1.0, category=category)
-        elif ev.type == "add_to_cart":
-            changes["recent"] = decay.record(p.recent, time_s, category=category)
-        if ev.type == "add_to_cart" and len(p.cart) < MAX_CART_ITEMS:
-            changes["cart"] = {**p.cart, str(data["product_id"]): float(data["price"])}
-        elif ev.type == "remove_from_cart":
-            changes["cart"] = {k: v for k, v in p.cart.items() if k != data["product_id"]}
-        elif ev.type in ("login", "signup"):  # a loop, not a comprehension (a call)
-            for k in _ATTRIBUTES:
-                if (value := data.get(k)) is not None:
-                    changes[k] = str(value)  # (apply_event: 23,400 where 24,500)
-    elif ev.source == "support":
-        changes.update(_support(p, ev))
-    elif ev.source == "purchase":
-        amount = float(data.get("amount", 0.0))
-        if ev.type == "order_placed":
-            changes.update(
-                orders=p.orders + 1,
-                total_spend=p.total_spend + amount,
-                cart={},
-                last_order_ms=max(p.last_order_ms, ev.time_ms),
-                recent=decay.record(p.recent, time_s, orders=1.0, spend=amount),
-            )
-        elif ev.type in ("order_cancelled", "refund_issued"):
-            changes["total_spend"] = max(0.0, p.total_spend - amount)
-            changes["recent"] = decay.record(p.recent, time_s, spend=-amount)
-    elif ev.source == "consent":
-        channel = data.get("channel")
-        if ev.type == "opt_out" and channel not in p.opted_out:
-            changes["opted_out"] = (*p.opted_out, str(channel))
-        elif ev.type == "opt_in":
-            changes["opted_out"] = tuple(c for c in p.opted_out if c != channel)
-    elif ev.source == "outcome":
-        # Conversions are counted per decision by engine.attribution, where a click and
-        # the purchase it leads to are one. An unsubscribe or complaint stops marketing
-        # on that channel until an opt-in.
-        channel = data.get("channel")
-        if ev.type in ("unsubscribed", "complained") and channel and channel not in p.opted_out:
-            changes["opted_out"] = (*p.opted_out, str(channel))
-    return _replaced(p, changes)
-
-
-def _support(p: Profile, ev: Event) -> dict[str, Any]:
-    data = ev.data
-    ticket = str(data.get("ticket_id"))
-    if ev.type == "ticket_opened":
-        priority = data.get("priority") or p.open_tickets.get(ticket, "normal")
-        opened = {**p.open_tickets, ticket: str(priority)}
-        return {"open_tickets": dict(list(opened.items())[-MAX_OPEN_TICKETS:])}
-    if ev.type == "ticket_resolved":
-        return {"open_tickets": {t: v for t, v in p.open_tickets.items() if t != ticket}}
-    if ev.type == "csat_submitted" and ev.time_ms >= p.csat_ms:
-        return {"csat": int(data["score"]), "csat_ms": ev.time_ms}
-    if ev.type == "nps_submitted" and ev.time_ms >= p.nps_ms:
-        return {"nps": int(data["score"]), "nps_ms": ev.time_ms}
-    return {}
-
-
-def record_contact(p: Profile, channel: str, time_ms: int) -> Profile:
-    """Remember that ``channel`` reached the customer at ``time_ms`` (the triggering
-    event's time). Keeps ``engine.contacts.WINDOW_S`` and at most MAX_CONTACTS per
-    channel, which is what a frequency cap needs."""
-    # ``_replaced``: the field is named here, so ``changed``'s check is not needed.
-    return _replaced(p, {"contacts": contacts.add(p.contacts, channel, time_ms // 1000)})
-
-
-SUPPRESSING_OUTCOMES = frozenset({"dismissed"})
-"""Outcomes the profile remembers per action for the contact policy's suppression. An
-unsubscribe or complaint is not among them: it withdraws consent for the whole channel
-(``apply_event``)."""
-
-
-def record_outcome(p: Profile, action: str, outcome: str, time_ms: int) -> Profile:
-    """Remember what the customer did with ``action`` at ``time_ms`` (the outcome's event
-    time): a dismissal is kept, within ``engine.dismissals``' bounds; any other outcome
-    leaves the profile as it is."""
-    if outcome not in SUPPRESSING_OUTCOMES:
-        return p
-    return changed(p, dismissals=dismissals.add(p.dismissals, action, time_ms // 1000))
-
-
-def seen_before(p: Profile, dedup_key: str) -> bool:
-    return short_hash(dedup_key) in p.seen
-
-
-def remembered(
-    p: Profile, dedup_key: str, time_ms: int, *, window_ms: int, max_ids: int
-) -> dict[str, int]:
-    """The dedup memory with ``dedup_key`` remembered, less the ids older than the window
-    and the oldest beyond ``max_ids`` (a duplicate arriving after that is applied again:
-    the price of bounded state per customer). ``apply_event`` stores it."""
-    return dedup.remember(
-        p.seen,
-        dedup_key,
-        time_ms // 1000,
-        now_s=max(time_ms, p.last_seen_ms) // 1000,
-        window_s=window_ms // 1000,
-        max_ids=max_ids,
-    )
-
-
-def merge(into: Profile, anon: Profile) -> Profile:
-    """Fold an anonymous visitor's history into the customer they turned out to be."""
-    counts = dict(into.counts)
-    for k, n in anon.counts.items():
-        counts[k] = counts.get(k, 0) + n
-    first = [t for t in (into.first_seen_ms, anon.first_seen_ms) if t]
-    return changed(
-        into,
-        counts=counts,
-        recent=decay.combine(into.recent, anon.recent),
-        mobile_events=into.mobile_events + anon.mobile_events,
-        cart=dict(list({**anon.cart, **into.cart}.items())[:MAX_CART_ITEMS]),
-        first_seen_ms=min(first) if first else 0,
-        last_seen_ms=max(into.last_seen_ms, anon.last_seen_ms),
-        seen=dedup.union(anon.seen, into.seen),
-    )
-
-
-def remember(p: Profile, pending: Pending) -> Profile:
-    """Keep ``pending`` among the most recent decisions awaiting an outcome."""
-    held = (*p.pending, pending)[-MAX_PENDING:]
-    return _replaced(p, {"pending": held, "decisions": p.decisions + 1})  # as ``record_contact``
-
-
-def find_pending(p: Profile, decision_id: str) -> Pending | None:
-    key = short_hash(decision_id)
-    return next((item for item in p.pending if item.key == key), None)
-
-
-def take_pending(p: Profile, decision_id: str) -> tuple[Profile, Pending | None]:
-    """Remove and return the pending decision an outcome refers to, if still held."""
-    item = find_pending(p, decision_id)
-    if item is None:
-        return p, None
-    return changed(p, pending=tuple(x for x in p.pending if x is not item)), item
-
-
-def view(p: Profile, now_ms: int) -> dict[str, Any]:
-    """The profile as journey conditions read it: plain JSON values, read at ``now_ms``.
-
-    Times are epoch milliseconds, None when the thing never happened. ``*_7d`` and
-    ``*_30d`` are decayed counts (``engine.decay``) with that half-life: an event counts
-    1 now, 1/2 one half-life later, 1/4 two later. ``visits_7d`` counts page and product
-    views; ``category_views_7d`` maps a category to its product views and cart
-    additions. ``lifetime_value`` equals ``total_spend`` (order amounts less
-    cancellations and refunds). ``open_tickets`` lists ids, oldest first;
-    ``ticket_priorities`` maps each to low/normal/high/urgent, and
-    ``top_ticket_priority`` is the highest (None with no ticket open).
-    ``contacts_24h`` and ``contacts_7d`` count contacts per channel in that window
-    before ``now_ms``; ``last_contact_ms`` is the latest per channel.
-
-    >>> v = view(Profile("c1", orders=2, cart={"p1": 5.0}), now_ms=0)
-    >>> v["orders"], v["cart_value"], v["last_order_ms"], set(v) == VIEW_FIELDS
-    (2, 5.0, None, True)
-    """
-    now_s = now_ms // 1000
-    recent = p.recent
-    categories = recent.categories
-    if now_s <= recent.at_s:
-        # Read at the counters' own time (in the pipeline, after an event that recorded
-        # some): ``decay.weights`` would be exactly 1, and a stored counter is rounded
-        # already (``decay.Activity``), to the places this rounds it to, and ``round``
-        # gives a rounded value back unchanged: no decay and no ``round`` (~3,200
-        # instructions each, callgrind). With the two branches below: 20,500
-        # instructions per view where it took 23,100 (the decide workload's profiles).
-        visits_7d, orders_30d, spend_30d = recent.visits, recent.orders, recent.spend
-        interests = dict(categories)
-    elif recent.visits or recent.orders or recent.spend or categories:
-        views, bought, interest = decay.weights(recent, now_s)
-        # ``round`` converts to decimal and back, zero included: skipped for a zero,
-        # which it returns unchanged (most customers have no orders, no spend).
-        visits, orders, spend = recent.visits * views, recent.orders * bought, recent.spend * bought
-        visits_7d = round(visits, 3) if visits else visits
-        orders_30d = round(orders, 3) if orders else orders
-        spend_30d = round(spend, 2) if spend else spend
-        # No comprehension (a call) for no categories.
-        interests = {k: round(v * interest, 3) for k, v in categories.items()} if categories else {}
-    else:  # nothing recorded yet: zeros at any time, without the three powers of 0.5
-        visits_7d = orders_30d = spend_30d = 0.0
-        interests = {}
-    top = max(p.open_tickets.values(), key=_priority_rank, default=None) if p.open_tickets else None
-    cart = p.cart
-    day_ago, week_ago = now_s - DAY_S, now_s - 7 * DAY_S
-    contacts_24h: dict[str, int] = {}
-    contacts_7d: dict[str, int] = {}
-    last_contact: dict[str, int] = {}
-    # Each channel's history unpacked once for the three counts (with the categories'
-    # comprehension skipped below, 48k instructions per call down to 45k), each count
-    # a bisection of the sorted times (``contacts.count_since``, inlined: two calls less).
-    for ch, packed in sorted(p.contacts.items()):
-        times = contacts.unpack(packed)
-        n = len(times)
-        contacts_24h[ch] = n - bisect_left(times, day_ago)
-        contacts_7d[ch] = n - bisect_left(times, week_ago)
-        last_contact[ch] = times[-1] * 1000 if n else 0
-    cart_value = sum(cart.values())
-    return {
-        "customer_id": p.customer_id,
-        "first_seen_ms": p.first_seen_ms or None,
-        "last_seen_ms": p.last_seen_ms or None,
-        "web_events": p.web_events,
-        "orders": p.orders,
-        "total_spend": p.total_spend,
-        "lifetime_value": p.total_spend,
-        "last_order_ms": p.last_order_ms or None,
-        "cart": dict(cart),
-        "cart_value": round(cart_value, 2) if cart_value else cart_value,
-        "visits_7d": visits_7d,
-        "category_views_7d": interests,
-        "orders_30d": orders_30d,
-        "spend_30d": spend_30d,
-        "timezone": p.timezone,
-        "country": p.country,
-        "tier": p.tier,
-        "open_tickets": list(p.open_tickets),
-        "ticket_priorities": dict(p.open_tickets),
-        "top_ticket_priority": top,
-        "csat": p.csat,
-        "csat_ms": p.csat_ms or None,
-        "nps": p.nps,
-        "nps_ms": p.nps_ms or None,
-        "opted_out": list(p.opted_out),
-        "contacts_24h": contacts_24h,
-        "contacts_7d": contacts_7d,
-        "last_contact_ms": last_contact,
-    }
-
-
-def _priority_rank(priority: str) -> int:
-    return PRIORITIES.index(priority) if priority in PRIORITIES else 1
-
-
-VIEW_FIELDS: frozenset[str] = frozenset(view(Profile(ANONYMOUS), now_ms=0))
-"""The names ``view`` returns: what ``profile.<name>`` may read in a journey condition."""

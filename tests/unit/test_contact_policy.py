@@ -17,23 +17,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.actions import ActionClass
-from engine.contact_policy import (
-    DEFAULT_POLICY,
-    REASONS,
-    WEEK_S,
-    Cap,
-    ContactPolicy,
-    Moment,
-    Verdict,
-    accept,
-    check,
-    day_bounds,
-    in_quiet_hours,
-    suppressed_until_ms,
-)
+from engine.contact_check import Moment, Verdict, accept, check, suppressed_until_ms
+from engine.contact_policy import DEFAULT_POLICY, REASONS, WEEK_S, Cap, ContactPolicy
 from engine.contacts import unpack
 from engine.frozen import FrozenDict
-from engine.profile import Profile, apply_event, record_contact, record_outcome
+from engine.local_time import day_bounds, in_quiet_hours
+from engine.profile import Profile
+from engine.profile_updates import apply_event, record_contact, record_outcome
 from topics.events import Event
 
 BERLIN = "Europe/Berlin"

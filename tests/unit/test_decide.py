@@ -7,13 +7,14 @@ from dataclasses import replace
 import orjson
 import pytest
 
-from engine import contact_policy
+from engine import contact_check
 from engine.decide import DecideConfig, decide
 from engine.frozen import is_assembled
 from engine.journey_loader import default_catalogue
 from engine.journeys import Catalogue, stage_of
 from engine.orchestrate import event_doc
-from engine.profile import Profile, view
+from engine.profile import Profile
+from engine.profile_view import view
 from models.policy import LogisticHeads
 from topics import decisions
 from topics.decisions import decision_id
@@ -152,7 +153,7 @@ def _rules_written_out(
     profile = view(p, now)
     stage = stage_of(cat, profile, now) if cat.lifecycle else None
     ctx = {"profile": profile, "event": event_doc(event), "now": now}
-    moment = contact_policy.Moment(cat.contact, p, now)
+    moment = contact_check.Moment(cat.contact, p, now)
     whys = []
     for a in cat.actions:
         for channel in a.channels if a.next_best_action else ():

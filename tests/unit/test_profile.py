@@ -14,19 +14,16 @@ from engine.expr import compile_expr
 from engine.journey_loader import default_catalogue
 from engine.journey_runtime import on_event
 from engine.pending import Pending
-from engine.profile import (
-    MAX_OPEN_TICKETS,
-    MAX_PENDING,
-    VIEW_FIELDS,
-    Profile,
+from engine.profile import MAX_OPEN_TICKETS, MAX_PENDING, Profile
+from engine.profile_updates import (
     apply_event,
     record_contact,
     record_outcome,
     remember,
     seen_before,
     take_pending,
-    view,
 )
+from engine.profile_view import VIEW_FIELDS, view
 from topics.events import Event
 
 T = 1_800_000_000_000
