@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
+from engine.metrics import Metrics
+
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = ROOT / "deploy" / "prometheus"
 DASHBOARD = ROOT / "deploy" / "grafana" / "segue-dashboard.json"
@@ -37,8 +39,6 @@ def exported_series() -> set[str]:
     registry, read from the registry itself so that a metric added, renamed or removed
     there is what the dashboard's queries are checked against; and Prometheus's own
     ``up``."""
-    from engine.metrics import Metrics
-
     names = {"up"}
     for family in Metrics().registry.collect():
         names |= {family.name + suffix for suffix in SUFFIXES[family.type]}
@@ -178,3 +178,12 @@ def test_exported_series_are_what_a_scrape_holds() -> None:
     } <= series
     assert "segue_events_consumed" not in series
     assert "segue_event_to_decision_seconds" not in series
+
+
+def test_rules_read_only_exported_or_recorded_series() -> None:
+    groups = yaml.safe_load((PROMETHEUS / "segue-rules.yml").read_text())["groups"]
+    known = exported_series() | recorded_names()
+    for rule in (r for g in groups for r in g["rules"]):
+        name = rule.get("alert") or rule["record"]
+        unknown = metric_names(rule["expr"]) - known
+        assert not unknown, f"rule {name} reads unknown series {sorted(unknown)}"
