@@ -207,6 +207,7 @@ def build_app(
         metrics,
         {PROFILE_TABLE: profiles, IDENTITY_TABLE: identities, TIMER_TABLE: timers},
         count_keys=settings.table_store.startswith("memory://"),
+        consumed=handler.topics,
     )
     return app
 

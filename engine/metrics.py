@@ -231,7 +231,8 @@ class Metrics:
 
         self.consumer_lag = Gauge(
             "segue_consumer_lag_records",
-            "Records not yet committed behind the highwater, over this worker's partitions.",
+            "Records not yet committed behind the highwater, over this worker's partitions of "
+            "the topics it processes (not the tables' changelogs).",
             ["topic"],
             registry=r,
         )

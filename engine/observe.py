@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import faust
@@ -124,11 +124,15 @@ def install(
     tables: Mapping[str, TableT[Any, Any]],
     *,
     count_keys: bool,
+    consumed: Collection[str],
 ) -> None:
     """Add the sensor, the sampling timer and the web endpoints to ``app``.
 
     ``count_keys`` is off for RocksDB-backed tables: counting their keys reads them all,
-    so their size is RocksDB's own estimate instead.
+    so their size is RocksDB's own estimate instead. ``consumed`` names the topics whose
+    lag is sampled: those the worker processes and commits. The tables' changelog
+    partitions are assigned to it too, but read only while recovering and never
+    committed: their "lag" would be every record the tables ever wrote.
     """
     app.sensors.add(_Sensor(metrics))
     gc.callbacks.append(_GcTimer(metrics))
@@ -142,6 +146,8 @@ def install(
         consumer: Any = app.consumer
         lag: dict[str, int] = {}
         for tp in consumer.assignment():
+            if tp.topic not in consumed:
+                continue
             # The committed offset is the next record to read; Faust keeps it privately.
             committed = consumer._committed_offset.get(tp) or 0
             highwater = consumer.highwater(tp) or 0
