@@ -99,9 +99,7 @@ class ProfileCache:
     def keep(self, key: str, profile: Profile) -> None:
         """Keep ``profile``, just decoded from the table: nothing to write."""
         if self._size:
-            self._items[key] = profile
-            self._items.move_to_end(key)
-            self._keep_size()
+            self._remember(key, profile)
 
     def put(self, key: str, partition: int, profile: Profile) -> None:
         """``profile`` is the customer's new one: write it, now or within the delay."""
@@ -109,11 +107,9 @@ class ProfileCache:
             self._write(key, partition, profile)
             self.keep(key, profile)
             return
-        self._items[key] = profile
-        self._items.move_to_end(key)
         if key not in self._unwritten:
             self._unwritten[key] = _Unwritten(partition, self._delivery, self._clock())
-        self._keep_size()
+        self._remember(key, profile)
 
     def drop(self, key: str) -> None:
         """Forget ``key``, unwritten change included: the caller deleted it from the table."""
@@ -139,7 +135,7 @@ class ProfileCache:
         """The offset of ``tp`` a commit must not pass (None: nothing holds it back)."""
         if not self._unwritten:
             return None
-        oldest = next(iter(self._unwritten.values())).delivery
+        oldest = self._oldest_delivery()
         for number, delivered, offset in self._deliveries:
             if number >= oldest and delivered == tp:
                 return offset
@@ -151,14 +147,18 @@ class ProfileCache:
         self._unwritten.clear()
         self._deliveries.clear()
 
-    def _keep_size(self) -> None:
+    def _remember(self, key: str, profile: Profile) -> None:
+        """Keep ``profile`` as the most recently used; the least recently used beyond
+        ``size`` goes, written first if its change is not yet."""
+        self._items[key] = profile
+        self._items.move_to_end(key)
         if len(self._items) > self._size:
-            key = next(iter(self._items))
-            first = self._unwritten.get(key)
+            evicted = next(iter(self._items))
+            first = self._unwritten.get(evicted)
             if first is not None:
-                self._write(key, first.partition, self._items[key])
-                del self._unwritten[key]
-            del self._items[key]
+                self._write(evicted, first.partition, self._items[evicted])
+                del self._unwritten[evicted]
+            del self._items[evicted]
 
     def _write_first_changed(self, until: float) -> int:
         """Write the profiles first changed no later than ``until``, oldest first; and
@@ -179,6 +179,10 @@ class ProfileCache:
         if not self._unwritten:
             self._deliveries.clear()
             return
-        oldest = next(iter(self._unwritten.values())).delivery
+        oldest = self._oldest_delivery()
         while self._deliveries and self._deliveries[0][0] < oldest:
             self._deliveries.popleft()
+
+    def _oldest_delivery(self) -> int:
+        """The number of the delivery that made the oldest unwritten change (some are)."""
+        return next(iter(self._unwritten.values())).delivery
