@@ -43,6 +43,8 @@ STEP = "nba"
 HOLDOUT = "holdout"
 OPEN_TICKET = "open_support_ticket"
 STAGE = "stage"
+DECIDE_READS = frozenset({"web_events"})
+"""What ``decide`` reads of the profile's view itself, beyond the conditions: a feature."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,7 +80,7 @@ Decisions the format makes:
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import time
 from typing import Any, Literal
@@ -266,6 +266,52 @@ def stage_of(catalogue: Catalogue, profile_ctx: Mapping[str, Any], now_ms: int) 
         if stage.when.run(ctx) is True:
             return stage.name
     return None
+
+
+def profile_fields(catalogue: Catalogue) -> frozenset[str] | None:
+    """The fields of the profile's view (``engine.profile_view``) that the catalogue's
+    conditions read, ``name`` of each ``profile.name`` in any of them (journeys, their
+    captures and steps, the lifecycle, the actions); None when one reads ``profile``
+    whole.
+
+    >>> from engine.journey_loader import load_catalogue
+    >>> cat = load_catalogue('''
+    ... catalogue: tiny
+    ... version: 1
+    ... journeys:
+    ...   - {id: hello, class: service, priority: 1,
+    ...      entry: {event: web.signup, when: "len(profile.cart) > 0"},
+    ...      steps: [{id: done, exit: true}]}
+    ... lifecycle:
+    ...   - {stage: retention, when: "profile.orders >= 1"}
+    ... ''')
+    >>> sorted(profile_fields(cat))  # the default actions' conditions read open tickets
+    ['cart', 'open_tickets', 'orders']
+    """
+    found: set[str] = set()
+    for expr in _expressions(catalogue):
+        for path in expr.paths():
+            root, _, rest = path.partition(".")
+            if root == "profile":
+                if not rest:
+                    return None
+                found.add(rest.split(".", 1)[0])
+    return frozenset(found)
+
+
+def _expressions(value: Any) -> Iterator[Expr]:
+    """Every condition inside ``value``, wherever a catalogue holds one."""
+    if isinstance(value, Expr):
+        yield value
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _expressions(item)
+    elif is_dataclass(value) and not isinstance(value, type):
+        for f in fields(value):
+            yield from _expressions(getattr(value, f.name))
+    elif isinstance(value, tuple | list):
+        for item in value:
+            yield from _expressions(item)
 
 
 def canonical(catalogue: Catalogue) -> bytes:

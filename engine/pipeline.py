@@ -57,10 +57,10 @@ import orjson
 from engine import attribution, orchestrate
 from engine.actions import TRIGGERS
 from engine.attribution import Lesson, log_loss
-from engine.decide import HOLDOUT, STEP, DecideConfig, decide, in_holdout
+from engine.decide import DECIDE_READS, HOLDOUT, STEP, DecideConfig, decide, in_holdout
 from engine.dedup import short_hash
-from engine.journey_runtime import Command, quiet
-from engine.journeys import Catalogue
+from engine.journey_runtime import RUNTIME_READS, Command, quiet
+from engine.journeys import Catalogue, profile_fields
 from engine.pending import Pending, resend, resend_act
 from engine.profile import ANONYMOUS, Profile, changed
 from engine.profile_updates import (
@@ -73,7 +73,7 @@ from engine.profile_updates import (
     remembered,
     seen_before,
 )
-from engine.profile_view import view
+from engine.profile_view import Reading, reading_of, view
 from engine.records import (
     Record,
     Send,
@@ -166,11 +166,14 @@ class Core:
     """Customer id -> in the holdout group (``_holdout``)."""
     _judges: dict[str, Callable[[Pending], bool]] = field(init=False, repr=False, compare=False)
     """Catalogue digest -> its ``marketing`` function (``_marketing``)."""
+    _readings: dict[str, Reading] = field(init=False, repr=False, compare=False)
+    """Catalogue digest -> the parts of the profile's view it reads (``_reading``)."""
 
     def __post_init__(self) -> None:
         _set(self, "_sources", {self.names.source(s): s for s in INPUT_SOURCES})
         _set(self, "_groups", {})
         _set(self, "_judges", {})
+        _set(self, "_readings", {})
 
     def _holdout(self, customer_id: str) -> bool:
         """``in_holdout(customer_id, self.cfg)``, remembered: it hashes the salted id
@@ -203,6 +206,25 @@ class Core:
             made = self._judges[cat.digest] = lambda item: attribution.is_marketing(
                 item, actions, cat
             )
+        return made
+
+    def _reading(self, cat: Catalogue) -> Reading:
+        """The parts of the profile's view that the journeys and next-best-action read
+        under ``cat``: its conditions' fields, and what the runtime and ``decide`` read
+        themselves. Worked out once per catalogue (by its digest). The default
+        catalogue's conditions read six fields, whose parts cost 4.5-5.7 µs where the
+        whole view took 8.4-10.4 (timed over the decide workload's 4,971 profiles), no
+        contact counts and no decayed counters: 11,000 instructions per decision point
+        less (callgrind, ``core_throughput --workload decide``, 11,341 M -> 11,297 M
+        over 4,000 events)."""
+        made = self._readings.get(cat.digest)
+        if made is None:
+            if len(self._readings) >= _MAX_JUDGES:
+                self._readings.clear()
+            fields = profile_fields(cat)
+            if fields is not None:
+                fields |= RUNTIME_READS | DECIDE_READS
+            made = self._readings[cat.digest] = reading_of(fields)
         return made
 
     def ingest(self, rec: Record, state: State, *, now_ms: int) -> Result:
@@ -374,7 +396,7 @@ class Core:
         point = known and name in TRIGGERS
         # The profile as conditions read it, worked out once for the journeys and
         # next-best-action both: computing it twice per decision point cost 5% of the core.
-        picture = view(profile, ev.time_ms) if point else None
+        picture = view(profile, ev.time_ms, self._reading(cat)) if point else None
         # Journeys first: their exits see this event before anything acts on it. Most
         # events move none of the customer's journeys (``quiet``), and then nothing of
         # ``on_event``'s outcome is needed (it hands back the profile, no command, no
@@ -398,9 +420,10 @@ class Core:
                 quiet_checked=True,
             )
             result.commands = done.commands
-            if done.profile.contacts is not profile.contacts:
-                picture = None  # a journey's contact changed what the view counts
+            contacted = done.profile.contacts is not profile.contacts
             profile = self._journey_sends(result, done, ev.event_id)
+            if point and contacted:  # a journey's contact changed what the view counts
+                picture = view(profile, ev.time_ms, self._reading(cat))
         if point:
             decision = decide(
                 profile,
@@ -508,8 +531,8 @@ _new, _set = object.__new__, object.__setattr__
 _MAX_GROUPS = 65_536
 """Customers whose holdout group ``Core._holdout`` remembers at most."""
 _MAX_JUDGES = 8
-"""Catalogues whose ``marketing`` function ``Core._marketing`` keeps: the one in force
-and a few just replaced."""
+"""Catalogues whose ``marketing`` function and view reading ``Core`` keeps: the one in
+force and a few just replaced."""
 
 
 def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Result:
