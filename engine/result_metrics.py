@@ -47,9 +47,16 @@ def observe_result(
         metrics.latency.observe(max(0.0, (d.decided_at_ms - d.event_time_ms) / 1000))
         if d.explored:
             metrics.explored.inc()
-    metrics.learned(result.lessons, result.revenue, result.late_outcomes)
-    _observe_journeys(metrics, result)
+    # Most records teach nothing and move no journey: no call to find that out.
+    if result.lessons or result.revenue or result.late_outcomes:
+        metrics.learned(result.lessons, result.revenue, result.late_outcomes)
+    if result.commands or result.journey_decisions or result.status in _TIMER_STATUSES:
+        _observe_journeys(metrics, result)
     _observe_groups(metrics, result)
+
+
+_TIMER_STATUSES = frozenset({"timer", "stale"})
+"""The statuses of a timer nudge, which ``_observe_journeys`` counts."""
 
 
 def _observe_groups(metrics: Metrics, result: Result) -> None:

@@ -121,8 +121,10 @@ class _Tally(ABC, Generic[S]):
         self.documentation = documentation
         self.labelnames = tuple(labelnames)
         self._series: dict[tuple[str, ...], S] = {}
+        self._only: S | None = None
+        """The one series of a metric without labels, exposed from the start, at zero."""
         if not self.labelnames:
-            self._series[()] = self._new()  # exposed from the start, at zero
+            self._only = self._series[()] = self._new()
         registry.register(self)
 
     @abstractmethod
@@ -151,9 +153,10 @@ class _Tally(ABC, Generic[S]):
         return tuple(named[n] for n in self.labelnames)
 
     def _unlabelled(self) -> S:
-        if self.labelnames:
+        """The one series (``_only``), read without a call by the writers below."""
+        if self._only is None:
             raise ValueError(f"{self.name} has labels {self.labelnames}: call labels() first")
-        return self._series[()]
+        return self._only
 
     def describe(self) -> list[Metric]:
         return [self._family()]
@@ -175,7 +178,7 @@ class CounterTally(_Tally[Count]):
         return Count()
 
     def inc(self, amount: float = 1.0) -> None:
-        self._unlabelled().inc(amount)
+        (self._only or self._unlabelled()).inc(amount)
 
 
 class HistogramTally(_Tally[Buckets]):
@@ -200,7 +203,7 @@ class HistogramTally(_Tally[Buckets]):
         return Buckets(self.bounds)
 
     def observe(self, value: float) -> None:
-        self._unlabelled().observe(value)
+        (self._only or self._unlabelled()).observe(value)
 
 
 class SummaryTally(_Tally[Mean]):
@@ -210,4 +213,4 @@ class SummaryTally(_Tally[Mean]):
         return Mean()
 
     def observe(self, value: float) -> None:
-        self._unlabelled().observe(value)
+        (self._only or self._unlabelled()).observe(value)
