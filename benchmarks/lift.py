@@ -36,8 +36,9 @@ import orjson
 from benchmarks.core_throughput import DictState
 from benchmarks.results_io import machine, write_result
 from engine.app import build_core
-from engine.pipeline import Core, Result
+from engine.pipeline import Core
 from engine.records import Record, expected_partition
+from engine.result import Result
 from engine.settings import Settings
 from models.simulator import Population
 from topics.catalogue import TopicNames

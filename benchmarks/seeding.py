@@ -35,9 +35,10 @@ from aiokafka.admin import NewTopic
 from engine.admin import admin_client
 from engine.app import PROFILE_TABLE, build_core
 from engine.journey_loader import default_catalogue
-from engine.pipeline import Core, Result
+from engine.pipeline import Core
 from engine.profile import Profile
 from engine.records import Record, expected_partition
+from engine.result import Result
 from engine.settings import Settings
 from models.simulator import Population
 from topics.catalogue import TopicNames

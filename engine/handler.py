@@ -24,10 +24,10 @@ from engine.changelog import ChangelogTable
 from engine.journeys import Catalogue
 from engine.metrics import Metrics
 from engine.outbox import Outbox
-from engine.pipeline import Result, reject
 from engine.profile import Profile
 from engine.profile_cache import ProfileCache
 from engine.records import Record
+from engine.result import Result, reject
 from engine.result_metrics import observe_result
 from engine.timers import TimerIndex, encode_wake
 from topics.catalogue import TopicNames

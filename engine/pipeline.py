@@ -56,10 +56,9 @@ import orjson
 
 from engine import attribution, orchestrate
 from engine.actions import TRIGGERS
-from engine.attribution import Lesson, log_loss
 from engine.decide import DECIDE_READS, HOLDOUT, STEP, DecideConfig, decide, in_holdout
 from engine.dedup import short_hash
-from engine.journey_runtime import RUNTIME_READS, Command, quiet
+from engine.journey_runtime import RUNTIME_READS, quiet
 from engine.journeys import Catalogue, profile_fields
 from engine.pending import Pending, resend, resend_act
 from engine.profile import ANONYMOUS, Profile, changed
@@ -82,13 +81,13 @@ from engine.records import (
     encode_forward,
     expected_partition,
 )
+from engine.result import Result, applied, reject
 from models.policy import Policy
 from topics.catalogue import INPUT_SOURCES, TopicNames
-from topics.deadletter import dead_letter_headers
 from topics.decisions import Decision, decision_id
 from topics.events import Event, Rejection, parse_event
 
-__all__ = ["Core", "Limits", "Result", "State", "log_loss", "reject"]
+__all__ = ["Core", "Limits", "State"]
 
 LINKING = frozenset({"login", "signup"})
 """Web events that, carrying both ids, tie an anonymous visitor to a customer."""
@@ -115,40 +114,6 @@ class Limits:
     dedup_window_ms: int = 86_400_000
     dedup_max_ids: int = 32
     attribution_window_ms: int = 3 * attribution.DAY_MS
-
-
-@dataclass(slots=True)
-class Result:
-    """What one record did."""
-
-    status: str
-    """rejected, forwarded, replayed, duplicate, erased, applied, decided or learned."""
-    event: Event | None = None
-    writes: dict[str, Profile | None] = field(default_factory=dict)
-    """Profiles to store (None deletes), by profile key."""
-    links: dict[str, str] = field(default_factory=dict)
-    """Identity links to store: anonymous id -> customer id."""
-    sends: list[Send] = field(default_factory=list)
-    rejection: Rejection | None = None
-    decision: Decision | None = None
-    """The next-best-action decision, if the record was a decision point."""
-    lessons: list[Lesson] = field(default_factory=list)
-    """What the decisions this record settled taught (engine/attribution.py)."""
-    late_outcomes: int = 0
-    """Outcomes that came after their decision's attribution window."""
-    revenue: float = 0.0
-    """A purchase's amount, when it was credited to a decision."""
-    journey_decisions: list[Decision] = field(default_factory=list)
-    commands: list[Command] = field(default_factory=list)
-    """Everything the journeys did (entries, acts, exits), for metrics."""
-    timers: dict[str, int | None] = field(default_factory=dict)
-    """Customers whose next journey timer changed: key -> wake time (None: no timer)."""
-    group: str | None = None
-    """A known customer's experiment group, ``treated`` or ``holdout``; None otherwise."""
-    new_customer: bool = False
-    """The event created the customer's profile."""
-    first_order: bool = False
-    """The event is the customer's first order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,7 +331,7 @@ class Core:
         profile = apply_event(
             before, ev, topic=rec.topic, partition=rec.partition, offset=rec.offset, seen=seen
         )
-        result = _applied(ev)
+        result = applied(ev)
         # Asked once: the group, the journeys and next-best-action all need the answer.
         known = not profile.anonymous  # a customer, not a visitor known by a cookie
         holdout = known and self._holdout(profile.customer_id)
@@ -510,40 +475,9 @@ class Core:
             result.timers[key] = wake
 
 
-def _applied(ev: Event) -> Result:
-    """``Result("applied", event=ev)``, what every applied event starts from, without
-    ``__init__``'s keyword matching and seven factory calls: 4,600 instructions where
-    ``__init__`` took 7,800 (callgrind).
-
-    >>> ev = Event("web", "search", "e1", "c1", 0, {})
-    >>> _applied(ev) == Result("applied", event=ev)
-    True
-    """
-    r = _new(Result)
-    r.status, r.event, r.writes, r.links, r.sends = "applied", ev, {}, {}, []
-    r.rejection, r.decision, r.lessons, r.late_outcomes, r.revenue = None, None, [], 0, 0.0
-    r.journey_decisions, r.commands, r.timers = [], [], {}
-    r.group, r.new_customer, r.first_order = None, False, False
-    return r
-
-
-_new, _set = object.__new__, object.__setattr__
+_set = object.__setattr__
 _MAX_GROUPS = 65_536
 """Customers whose holdout group ``Core._holdout`` remembers at most."""
 _MAX_JUDGES = 8
 """Catalogues whose ``marketing`` function and view reading ``Core`` keeps: the one in
 force and a few just replaced."""
-
-
-def reject(rec: Record, why: Rejection, names: TopicNames, *, now_ms: int) -> Result:
-    """The dead-letter record for ``rec``: original key, value and headers, plus the reason."""
-    headers = dead_letter_headers(
-        list(rec.headers),
-        error_class=why.error_class,
-        message=why.message,
-        topic=rec.topic,
-        partition=rec.partition,
-        offset=rec.offset,
-        rejected_at_ms=now_ms,
-    )
-    return Result("rejected", rejection=why, sends=[Send(names.dlq, rec.key, rec.value, headers)])

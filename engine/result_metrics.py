@@ -1,5 +1,5 @@
 """What one record did, counted: the service-level metrics of ``engine.metrics`` fed from
-the core's :class:`engine.pipeline.Result`, after the worker carried it out.
+the core's :class:`engine.result.Result`, after the worker carried it out.
 
 Labels are bounded (sources, event types, actions, channels, reasons, journeys, groups),
 never customer ids.
@@ -15,8 +15,8 @@ from engine.journey_runtime import Entered, Exited
 from engine.metrics import Metrics
 from engine.orchestrate import DEFERRED
 from engine.pending import TIMER_SOURCE
-from engine.pipeline import Result
 from engine.records import Record
+from engine.result import Result
 from topics.catalogue import TopicNames
 from topics.decisions import Candidate, is_kept
 

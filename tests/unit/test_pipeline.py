@@ -14,9 +14,10 @@ from engine.decide import DecideConfig, in_holdout
 from engine.journey_loader import default_catalogue
 from engine.journeys import Catalogue
 from engine.pending import RESENT, Pending
-from engine.pipeline import Core, Limits, Result
+from engine.pipeline import Core, Limits
 from engine.profile import Profile
 from engine.records import Record, expected_partition
+from engine.result import Result
 from models.policy import LogisticHeads
 from topics.catalogue import TopicNames
 from topics.deadletter import reason_of

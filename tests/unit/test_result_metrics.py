@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 from engine.metrics import Metrics
-from engine.pipeline import Result
 from engine.records import Record
+from engine.result import Result
 from engine.result_metrics import observe_result
 from topics.catalogue import TopicNames
 from topics.decisions import NO_ACTION, Candidate, Decision, kept_encoded
