@@ -91,8 +91,8 @@ def decide(
     """The decision for ``ev`` under catalogue ``cat``, with the feature snapshot it was
     scored on and the customer's lifecycle stage, which it records and checks.
     ``holdout`` is ``in_holdout`` of the customer and ``profile_view`` is
-    ``view(p, ev.time_ms)`` when the caller has them already (the pipeline works each
-    out once per event)."""
+    ``view(p, ev.time_ms)`` (at least the fields ``cat`` reads, and ``DECIDE_READS``)
+    when the caller has them already (the pipeline works each out once per event)."""
     did = decision_id(p.customer_id, ev.source, ev.event_id, STEP)
     if holdout is None:
         holdout = in_holdout(p.customer_id, cfg)

@@ -79,11 +79,11 @@ __all__ = [
 ]
 
 MAX_STEPS = 100
+"""Most steps one run may take. A valid catalogue stops at a wait long before this; an
+invalid one (a loop of acts) would otherwise spin forever and flood the customer."""
 RUNTIME_READS = frozenset({"open_tickets"})
 """What the runtime reads of the profile's view itself, beyond the conditions: a
 journey that pauses on an open ticket."""
-"""Most steps one run may take. A valid catalogue stops at a wait long before this; an
-invalid one (a loop of acts) would otherwise spin forever and flood the customer."""
 
 
 @dataclass(frozen=True, slots=True)

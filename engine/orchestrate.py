@@ -85,9 +85,10 @@ def on_event(
     name: str | None = None,
     quiet_checked: bool = False,
 ) -> Outcome:
-    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` and
-    ``name`` is ``source.type`` when the caller has them already; ``quiet_checked``: the
-    caller found the event not ``quiet`` (then the journeys need not be asked again)."""
+    """The journeys' steps for ``ev``; ``profile_view`` is ``view(p, ev.time_ms)`` (at
+    least the fields ``cat`` reads: ``journeys.profile_fields``) and ``name`` is
+    ``source.type`` when the caller has them already; ``quiet_checked``: the caller
+    found the event not ``quiet`` (then the journeys need not be asked again)."""
     if name is None:
         name = f"{ev.source}.{ev.type}"  # once for both uses
     if not quiet_checked and runtime.quiet(cat, p.journeys, name):
