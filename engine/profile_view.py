@@ -148,10 +148,6 @@ def _priority_rank(priority: str) -> int:
     return PRIORITIES.index(priority) if priority in PRIORITIES else 1
 
 
-VIEW_FIELDS: frozenset[str] = frozenset(view(Profile(ANONYMOUS), now_ms=0))
-"""The names ``view`` returns: what ``profile.<name>`` may read in a journey condition."""
-
-
 def _fields_of(part: Part) -> frozenset[str]:
     doc: dict[str, Any] = {}
     part(Profile(ANONYMOUS), 0, doc)
@@ -160,6 +156,8 @@ def _fields_of(part: Part) -> frozenset[str]:
 
 _PART_FIELDS = tuple((part, _fields_of(part)) for part in _PARTS)
 """Each part with the fields it puts into the view."""
+VIEW_FIELDS: frozenset[str] = frozenset().union(*(holds for _, holds in _PART_FIELDS))
+"""The names ``view`` returns: what ``profile.<name>`` may read in a journey condition."""
 
 
 def reading_of(fields: Collection[str] | None) -> Reading:
