@@ -58,7 +58,7 @@ from benchmarks.bench_tables import markdown
 from benchmarks.ingest import create_all, free_port, make_workload, measure_segue, preload
 from benchmarks.loadgen import Template, fixed_load, stamp_on_append
 from benchmarks.openloop import fixed_rates, template_rest
-from benchmarks.procstats import BenchError
+from benchmarks.procstats import CANNOT_RUN
 from benchmarks.rawloop import RawLoop
 from benchmarks.results_io import machine, speed_index_ms, write_result
 from benchmarks.workers import start_worker, stop_worker
@@ -332,7 +332,7 @@ def main() -> None:
         result = run(
             events, args.customers, args.seed, args.bootstrap, seconds, args.paths, args.rates
         )
-    except (BenchError, localkafka.LocalKafkaError) as err:
+    except CANNOT_RUN as err:
         sys.exit(f"benchmark failed: {err}")
     result["machine"] = machine(
         load_average_1min_at_start=load[0],

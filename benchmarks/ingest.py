@@ -54,7 +54,7 @@ from aiokafka.admin import NewTopic
 
 import engine.localkafka as localkafka
 from benchmarks.backlog import PROGRESS_SECONDS, START_SECONDS, drain, say, steady_rate
-from benchmarks.procstats import BenchError, Measured, Snapshot, window
+from benchmarks.procstats import CANNOT_RUN, BenchError, Measured, Snapshot, window
 from benchmarks.results_io import machine, write_result
 from engine.admin import admin_client, create_topics
 from engine.settings import Settings
@@ -402,7 +402,7 @@ def main() -> None:
     started, load = time.monotonic(), os.getloadavg()[0]
     try:
         result = run(args.events, args.customers, args.seed, args.bootstrap)
-    except (BenchError, localkafka.LocalKafkaError) as err:
+    except CANNOT_RUN as err:
         sys.exit(f"benchmark failed: {err}")
     result["machine"] = machine(
         load_average_1min_at_start=load,

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from engine.admin import AdminError
+from engine.localkafka import LocalKafkaError
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 Measured = dict[str, Any]
@@ -17,6 +20,11 @@ Measured = dict[str, Any]
 
 class BenchError(Exception):
     """The run cannot go on; the reason in one line (plus the worker's log tail)."""
+
+
+CANNOT_RUN = (BenchError, LocalKafkaError, AdminError)
+"""What stops a benchmark with its one-line reason rather than a traceback: the run's own
+failures, the local broker's, and a broker that cannot be reached (``--bootstrap``)."""
 
 
 OTHER_SOURCE_MIN_PERCENT = 0.5

@@ -64,7 +64,7 @@ from faust.stores.rocksdb import RocksDBOptions, Store
 import engine.localkafka as localkafka
 from benchmarks.changelog_check import probe, self_check
 from benchmarks.ingest import free_port, measure_segue, preload
-from benchmarks.procstats import BenchError
+from benchmarks.procstats import CANNOT_RUN, BenchError
 from benchmarks.results_io import machine, write_result
 from benchmarks.seeding import (
     ProfileStore,
@@ -355,7 +355,7 @@ def main() -> None:
     started, load = time.monotonic(), os.getloadavg()[0]
     try:
         result = run(counts, args.worker_customers, args.seed)
-    except (BenchError, localkafka.LocalKafkaError) as err:
+    except CANNOT_RUN as err:
         sys.exit(f"benchmark failed: {err}")
     result["machine"] = machine(
         load_average_1min_at_start=load,

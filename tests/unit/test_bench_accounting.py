@@ -5,6 +5,7 @@ from __future__ import annotations
 import doctest
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -236,3 +237,20 @@ def test_a_result_names_the_machine_and_how_fast_it_was() -> None:
     # /proc/cpuinfo names the processor on Linux, the only system the benchmarks run on
     assert isinstance(found["cpu_model"], str) and found["cpu_model"]
     assert found["speed_index_ms"] > 0
+
+
+@pytest.mark.parametrize("module", ["end_to_end", "ingest"])
+def test_a_broker_that_cannot_be_reached_stops_a_benchmark_in_one_line(module: str) -> None:
+    with socket.socket() as sock:  # a port nothing listens on once it is closed
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    args = ["--events", "1000"] if module == "ingest" else ["--paths", "segue_decide"]
+    done = subprocess.run(
+        [sys.executable, "-m", f"benchmarks.{module}", *args, "--bootstrap", f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert f"benchmark failed: cannot reach Kafka at 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr
