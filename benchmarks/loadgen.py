@@ -2,9 +2,10 @@
 
 Each runs in a process of its own (spawned, so neither holds the other's memory):
 
-* ``generate`` sends templates round-robin to the input topic at a fixed rate, stamping
-  each as :mod:`benchmarks.openloop` describes, never waiting for an ack; it catches up
-  in a burst when it falls behind its schedule and reports how far behind it got.
+* ``generate`` sends templates round-robin to the input topic at a fixed rate, what is
+  due every :data:`TICK_SECONDS`, stamping each as :mod:`benchmarks.openloop` describes,
+  never waiting for an ack; it catches up in a burst when it falls behind its schedule
+  and reports how far behind it got.
 * ``collect`` reads the output topic from its end as of before the run and records, for
   the first output of each of the run's events, its latency.
 
@@ -45,7 +46,13 @@ from benchmarks.procstats import BenchError, Snapshot, core_percent, status_kib
 
 DRAIN_SECONDS = 10.0
 """How long outputs may keep arriving after the sending ended (a steady backlog drains)."""
-TICK_SECONDS = 0.001
+TICK_SECONDS = 0.005
+"""How often the generator sends what is due: the events of 5 ms go out together, as a
+producer with Kafka's default ``linger.ms`` of 5 (since Kafka 4.0) batches them, each
+stamped when it is sent. The generator shares the machine's two cores with the path it
+measures; ticks of 1 ms made a produce request of about one event each: at 1,000/s the
+generator and the measuring consumer took 36-38% of a core and the broker 31-32%, against
+21-25% and 21-28% with 5 ms (benchmarks/README.md, fourteenth pass)."""
 ACK_SAMPLE_EVERY = 16
 """One event in this many also times its producer ack: the first leg of the latency."""
 COLLECT_WAIT_MS = 50
