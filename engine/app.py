@@ -39,7 +39,7 @@ from engine.timers import SystemClock, TimerIndex, decode_wake
 from engine.transport import App as SegueApp
 from models.policy import Policy
 from models.uplift import UpliftHeads
-from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames
+from topics.catalogue import DLQ_MAX_MESSAGE_BYTES, TopicNames, topic_catalogue
 
 log = logging.getLogger("segue.worker")
 
@@ -130,6 +130,11 @@ def build_app(
             name, partitions=settings.partitions, default=None, key_type=bytes, value_type=bytes
         )
         for name in (PROFILE_TABLE, IDENTITY_TABLE, TIMER_TABLE)
+    )
+    app.owned_topics = frozenset(
+        [spec.name for spec in topic_catalogue(settings.topic_prefix)]
+        + [topic.get_topic_name() for topic in (identity, stitched, nudges)]
+        + [table.changelog_topic.get_topic_name() for table in (profiles, identities, timers)]
     )
     metrics = Metrics()
     metrics.fetch_min_bytes.set_function(lambda: app.fetch_size.value)
