@@ -28,7 +28,7 @@ def test_the_producer_follows_the_worker_topics_and_sends_to_any_other(
     )
     other = f"unrelated-{uuid.uuid4().hex[:8]}"
 
-    async def run() -> tuple[set[str], set[str], int]:
+    async def run() -> tuple[frozenset[str], set[str], set[str], int]:
         await create_topics(settings, report=lambda line: None)
         admin = admin_client(settings)
         await admin.start()
@@ -52,12 +52,11 @@ def test_the_producer_follows_the_worker_topics_and_sends_to_any_other(
             await client.force_metadata_update()
             followed = set(client.cluster.topics())
             sent = await (await producer.send(other, b"k", b"v", None, None, None))
-            return followed, set(client.cluster.topics()), sent.offset
+            return app.owned_topics, followed, set(client.cluster.topics()), sent.offset
         finally:
             await producer.stop()
 
-    followed, after_send, offset = asyncio.run(run())
-    names = set(build_app(settings).owned_topics)
+    names, followed, after_send, offset = asyncio.run(run())
     # Only the worker's topics that exist (the changelogs and internal hops do not until
     # a worker creates them), not the other topic that exists on the same cluster.
     assert f"{settings.topic_prefix}decisions.log" in followed
