@@ -140,12 +140,13 @@ class Settings:
         "(segue_gc_pause_seconds). 0 turns the cache off.",
     )
     profile_write_delay_ms: int = _opt(
-        2_000,
+        5_000,
         "How long a changed profile stays in the cache before it is written to the profile "
         "table (RocksDB and its changelog): what changes meanwhile goes out as one write "
         "(engine/profile_cache.py). Commits hold back to the first record whose change "
-        "is unwritten, so a crash replays up to this much more input. 0 writes each "
-        "change at once; so does SEGUE_PROFILE_CACHE_SIZE=0.",
+        "is unwritten, so a crash replays up to this much more input. Kafka Streams' "
+        "record cache holds changes for its 30 s commit interval. 0 writes each change "
+        "at once; so does SEGUE_PROFILE_CACHE_SIZE=0.",
     )
     timer_tick_seconds: float = _opt(
         1.0,
