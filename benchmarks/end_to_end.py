@@ -71,6 +71,12 @@ RUN_SECONDS = 20.0
 """Length of each fixed-load run, warm-up included."""
 MARKER_EVERY = 20
 CUSTOMERS = 5_000
+DECIDE_EVENTS = 100_000
+"""The decide path's backlog: some 20 s of draining, so its steady rate is the worker's
+steady state. A changed profile is written ``SEGUE_PROFILE_WRITE_DELAY_MS`` after its
+first change (engine/profile_cache.py): a 30,000-event drain (6 s) measured mostly the
+seconds before the first writes, and wrote 0.13 profiles per event where a long drain
+writes one per customer per delay."""
 TEMPLATES = 20_000
 """Distinct events a fixed-load run cycles through (each sent with a fresh id and time)."""
 PATHS = ("baseline", "segue_ingest", "segue_decide")
@@ -289,7 +295,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-events", type=int, default=150_000)
     parser.add_argument("--ingest-events", type=int, default=50_000)
-    parser.add_argument("--decide-events", type=int, default=30_000)
+    parser.add_argument(
+        "--decide-events",
+        type=int,
+        default=DECIDE_EVENTS,
+        help="the decide path's backlog (default: %(default)s)",
+    )
     parser.add_argument("--customers", type=int, default=CUSTOMERS)
     parser.add_argument(
         "--seconds", type=float, default=RUN_SECONDS, help="length of each fixed-load run"
