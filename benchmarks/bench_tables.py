@@ -33,6 +33,7 @@ def saturation_table(result: dict[str, Any]) -> list[str]:
             [
                 "path",
                 "events/s, steady (whole drain)",
+                "steady, each drain",
                 "x baseline",
                 "CPU % of a core",
                 "CPU µs/event",
@@ -41,7 +42,7 @@ def saturation_table(result: dict[str, Any]) -> list[str]:
                 "others' CPU %",
             ]
         ),
-        _row(["---"] * 8),
+        _row(["---"] * 9),
     ]
     for path, name in NAMES.items():
         if path not in result:
@@ -53,6 +54,8 @@ def saturation_table(result: dict[str, Any]) -> list[str]:
                 [
                     f"{name}, {result[path]['events']:,} events",
                     f"{_num(steady)} ({_num(s['events_per_second'])})",
+                    # Results from before the repeated drains had one.
+                    " / ".join(map(_num, s.get("drains_steady_events_per_second", [steady]))),
                     _ratio(steady, base),
                     _num(s["cpu_percent_of_one_core"]),
                     _num(s["cpu_microseconds_per_event"]),
@@ -144,7 +147,9 @@ def markdown(result: dict[str, Any], *, source: str) -> str:
         [
             head,
             "",
-            "Saturation (a preloaded backlog drained; steady = between 10% and 90% of it):",
+            "Saturation (a preloaded backlog drained; steady = between 10% and 90% of it; "
+            "of several drains, each by a fresh consumer, the one with the median steady "
+            "rate):",
             "",
             *saturation_table(result),
             "",

@@ -12,9 +12,11 @@
 
 (a) and (c) get the same events. For each path:
 
-1. **Saturation**: a backlog preloaded before anything runs, drained by a fresh consumer;
-   events/s over the whole drain and steady (between 10% and 90% of it), CPU and peak RSS
-   of the path's process, the broker's CPU, the rest of the machine's.
+1. **Saturation**: a backlog preloaded before anything runs, drained DRAINS times, each
+   time by a fresh consumer (its own group, and a worker its own tables); of the drain
+   with the median steady rate: events/s over the whole drain and steady (between 10% and
+   90% of it), CPU and peak RSS of the path's process, the broker's CPU, the rest of the
+   machine's. Every drain's steady rate is kept beside it.
 2. **Fixed loads**: 1,000/s, 5,000/s and 80% of the steady saturation rate, ascending,
    each for RUN_SECONDS from an open-loop generator (benchmarks/loadgen.py), latency as
    defined in benchmarks/openloop.py: from the generator's send to the output produced
@@ -25,7 +27,7 @@
    customer, a marker whose decision times the ingest stream it queues in; its latency
    is that of the markers only, and the CPU that of the mixed stream.
 
-    .venv/bin/python -m benchmarks.end_to_end          # about 4-4½ minutes here (make bench)
+    .venv/bin/python -m benchmarks.end_to_end          # about 6-7 minutes here (make bench)
     .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --no-fixed-loads
                                                        # (c) draining its backlog only
     .venv/bin/python -m benchmarks.end_to_end --paths segue_decide --rates 1000
@@ -77,6 +79,12 @@ steady state. A changed profile is written ``SEGUE_PROFILE_WRITE_DELAY_MS`` afte
 first change (engine/profile_cache.py): a 30,000-event drain (6 s) measured mostly the
 seconds before the first writes, and wrote 0.13 profiles per event where a long drain
 writes one per customer per delay."""
+DRAINS = 3
+"""Backlog drains per path, each by a fresh consumer; the tables show the drain with the
+median steady rate. This machine's speed moves by 10% or more between runs a minute
+apart (``core_throughput --workload decide`` alone, eight runs in a row: 141-178 µs per
+event), so one drain is one draw of it: the median of three is not moved by one slow
+or fast stretch, and the spread of the three shows how far the next run may land."""
 TEMPLATES = 20_000
 """Distinct events a fixed-load run cycles through (each sent with a fresh id and time)."""
 PATHS = ("baseline", "segue_ingest", "segue_decide")
@@ -152,6 +160,18 @@ def loads(
     return runs
 
 
+def median_drain(drains: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The drain with the median steady rate (of an even number, the lower middle one),
+    with every drain's steady rate, in the order they ran.
+
+    >>> median_drain([{"steady_events_per_second": r} for r in (5.0, None, 7.0, 6.0)])
+    {'steady_events_per_second': 5.0, 'drains_steady_events_per_second': [5.0, None, 7.0, 6.0]}
+    """
+    ranked = sorted(drains, key=lambda d: d["steady_events_per_second"] or 0.0)
+    steady = [d["steady_events_per_second"] for d in drains]
+    return ranked[(len(ranked) - 1) // 2] | {"drains_steady_events_per_second": steady}
+
+
 def run(
     events: dict[str, int],
     customers: int,
@@ -160,9 +180,11 @@ def run(
     seconds: float,
     paths: Sequence[str] = PATHS,
     rates: Sequence[int] = (),
+    drains: int = DRAINS,
 ) -> dict[str, Any]:
     """Measure ``paths`` (all by default) at ``rates`` (default: 1,000/s, 5,000/s and 80%
-    of each path's saturation); ``seconds`` 0 runs no fixed loads."""
+    of each path's saturation, the median of ``drains`` drains); ``seconds`` 0 runs no
+    fixed loads."""
     tag = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="segue-bench-e2e-"))
     kafka_dir = tmp / "kafka"
@@ -242,17 +264,24 @@ def run(
 
         if "baseline" in paths:
             say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
-            loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
-            launched = time.monotonic()
-            pid = loop.start()
-            try:
-                n = len(raw_backlog)
-                sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
-                say(f"  baseline {sat['steady_events_per_second']:,} events/s steady")
-                go = offer("baseline", pid, raw_in, raw_out, decide_templates)
-                runs = loads("baseline", sat, go, seconds, rates) if seconds else []
-            finally:
-                loop.stop()
+            n, measured = len(raw_backlog), []
+            for i in range(drains):
+                # Each in a group of its own, from the earliest offset; the last one goes
+                # on to the fixed loads, the backlog behind it.
+                loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}-{i}")
+                launched = time.monotonic()
+                pid = loop.start()
+                try:
+                    one = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                    measured.append(one)
+                    say(f"  baseline {one['steady_events_per_second']:,} events/s steady")
+                    if i < drains - 1:
+                        continue
+                    sat = median_drain(measured)
+                    go = offer("baseline", pid, raw_in, raw_out, decide_templates)
+                    runs = loads("baseline", sat, go, seconds, rates) if seconds else []
+                finally:
+                    loop.stop()
             result["baseline"] = {
                 "events": len(raw_backlog),
                 "saturation": sat,
@@ -269,8 +298,18 @@ def run(
             settings = apps[path]
             log = tmp / f"worker-{path}.log"
             say(f"{label}: a worker on a backlog of {n:,} (log: {log})")
-            sat = measure_segue(settings, n, brokers, log)
-            say(f"  {path} {sat['steady_events_per_second']:,} events/s steady")
+            measured = []
+            for i in range(drains):
+                # The first worker's group and tables are the fixed loads' (the backlog
+                # behind them); the others have their own, from the earliest offset.
+                each, each_log = settings, log
+                if i:
+                    each = replace(settings, app_id=f"{settings.app_id}-{i}", web_port=free_port())
+                    each_log = log.with_suffix(f".{i}.log")
+                one = measure_segue(each, n, brokers, each_log)
+                measured.append(one)
+                say(f"  {path} {one['steady_events_per_second']:,} events/s steady")
+            sat = median_drain(measured)
             if not seconds:
                 result[path] = {"events": n, "saturation": sat, "fixed_loads": []}
                 continue
@@ -307,6 +346,12 @@ def main() -> None:
     )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
+        "--drains",
+        type=int,
+        default=DRAINS,
+        help="backlog drains per path; the median one is reported (default: %(default)s)",
+    )
+    parser.add_argument(
         "--paths",
         nargs="+",
         choices=PATHS,
@@ -337,11 +382,20 @@ def main() -> None:
     }
     if min(events.values()) < 1000 or args.customers < 1:
         parser.error("each backlog needs at least 1,000 events and one customer")
+    if args.drains < 1:
+        parser.error("--drains must be 1 or more")
     started, load, speed = time.monotonic(), os.getloadavg(), speed_index_ms()
     try:
         seconds = 0.0 if args.no_fixed_loads else args.seconds
         result = run(
-            events, args.customers, args.seed, args.bootstrap, seconds, args.paths, args.rates
+            events,
+            args.customers,
+            args.seed,
+            args.bootstrap,
+            seconds,
+            args.paths,
+            args.rates,
+            args.drains,
         )
     except CANNOT_RUN as err:
         sys.exit(f"benchmark failed: {err}")

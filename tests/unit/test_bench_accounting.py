@@ -155,7 +155,13 @@ def test_the_tables_show_ratios_to_the_baseline_and_unsustained_loads() -> None:
     assert text.startswith(
         "`x.json`: 2 CPUs, speed index 58.7 ms at the start and 36.6 at the end (lower is"
     )
-    assert "| (c) Segue decide, 1 events | 1,000 (18,000) | 0.050 |" in text
+    assert "| (c) Segue decide, 1 events | 1,000 (18,000) | 1,000 | 0.050 |" in text
+    # Of several drains, the median one's figures, and every drain's steady rate.
+    result["segue_decide"]["saturation"] |= {
+        "drains_steady_events_per_second": [1100.0, None, 1000.0]
+    }
+    text = bench_tables.markdown(result, source="x.json")
+    assert "| (c) Segue decide, 1 events | 1,000 (18,000) | 1,100 / - / 1,000 | 0.050 |" in text
     # Produced p50, p99, p999, then received p50 and p99; the ratio is of produced p99s.
     assert "| 1,000 (1,000) | 3.0 | 10.0 | 20.0 | 5.0 | 14.0 | 17,000 | 1.00 |" in text
     assert "| 1,000 (1,000) | 3.0 | 50.0 | 20.0 | 5.0 | 70.0 | 17,000 | 5.00 |" in text
