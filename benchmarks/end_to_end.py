@@ -57,7 +57,14 @@ import orjson
 import engine.localkafka as localkafka
 from benchmarks.backlog import drain, say
 from benchmarks.bench_tables import markdown
-from benchmarks.ingest import create_all, free_port, make_workload, measure_segue, preload
+from benchmarks.ingest import (
+    create_all,
+    delete_created,
+    free_port,
+    make_workload,
+    measure_segue,
+    preload,
+)
 from benchmarks.loadgen import Template, fixed_load, stamp_on_append
 from benchmarks.openloop import fixed_rates, template_rest
 from benchmarks.procstats import CANNOT_RUN
@@ -307,6 +314,10 @@ def run(
                     each = replace(settings, app_id=f"{settings.app_id}-{i}", web_port=free_port())
                     each_log = log.with_suffix(f".{i}.log")
                 one = measure_segue(each, n, brokers, each_log)
+                if i:
+                    # Its tables' changelogs and internal topics are no one's now: the
+                    # fixed loads after meet no more partitions than after one drain.
+                    asyncio.run(delete_created(each, internal_only=True))
                 measured.append(one)
                 say(f"  {path} {one['steady_events_per_second']:,} events/s steady")
             sat = median_drain(measured)

@@ -125,16 +125,15 @@ async def create_all(settings: Settings, baseline_topics: Sequence[str]) -> None
         await admin.close()
 
 
-async def delete_created(settings: Settings) -> None:
-    """Delete the topics of this run (its prefix, and the worker's internal ones)."""
+async def delete_created(settings: Settings, *, internal_only: bool = False) -> None:
+    """Delete the topics of this run: the worker's internal ones and, unless
+    ``internal_only``, those of its prefix."""
+    internal = settings.app_id + "-"
+    starts = (internal,) if internal_only else (settings.topic_prefix, internal)
     admin = admin_client(settings)
     await admin.start()
     try:
-        ours = [
-            t
-            for t in await admin.list_topics()
-            if t.startswith((settings.topic_prefix, settings.app_id + "-"))
-        ]
+        ours = [t for t in await admin.list_topics() if t.startswith(starts)]
         if ours:
             await admin.delete_topics(ours)
     finally:
