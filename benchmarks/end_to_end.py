@@ -12,12 +12,13 @@
 
 (a) and (c) get the same events. For each path:
 
-1. **Saturation**: a backlog preloaded before anything runs, drained DRAINS times, each
-   time by a fresh consumer (its own group, and a worker its own tables); of the drain
-   with the median steady rate: events/s over the whole drain and steady (between 10% and
-   90% of it), CPU and peak RSS of the path's process, the broker's CPU, the rest of the
-   machine's. Every drain's steady rate is kept beside it.
-2. **Fixed loads**: 1,000/s, 5,000/s and 80% of the steady saturation rate, ascending,
+1. **Saturation**: a backlog preloaded before anything runs, drained by a fresh consumer;
+   events/s over the whole drain and steady (between 10% and 90% of it), CPU and peak RSS
+   of the path's process, the broker's CPU, the rest of the machine's. After every path's
+   fixed loads, each backlog is drained DRAINS - 1 more times, each time by a consumer of
+   its own (its own group, and a worker its own tables); the result is the drain with the
+   median steady rate, every drain's steady rate kept beside it.
+2. **Fixed loads**: 1,000/s, 5,000/s and 80% of the first drain's steady rate, ascending,
    each for RUN_SECONDS from an open-loop generator (benchmarks/loadgen.py), latency as
    defined in benchmarks/openloop.py: from the generator's send to the output produced
    (appended to its topic, the broker's stamp) and to its arrival at a measuring
@@ -56,7 +57,7 @@ import orjson
 
 import engine.localkafka as localkafka
 from benchmarks.backlog import drain, say
-from benchmarks.bench_tables import markdown
+from benchmarks.bench_tables import NAMES, markdown
 from benchmarks.ingest import (
     create_all,
     delete_created,
@@ -91,7 +92,11 @@ DRAINS = 3
 median steady rate. This machine's speed moves by 10% or more between runs a minute
 apart (``core_throughput --workload decide`` alone, eight runs in a row: 141-178 µs per
 event), so one drain is one draw of it: the median of three is not moved by one slow
-or fast stretch, and the spread of the three shows how far the next run may land."""
+or fast stretch, and the spread of the three shows how far the next run may land.
+The drains after the first run at the end, after every fixed load, so the loads meet
+the broker as one drain of each backlog leaves it, as before there were more (with all
+three drains before the loads, four runs gave p99 58, 42, 43 and 36 ms at (c)'s
+1,000/s, seven runs of one drain 29-37: too few to tell, and no reason to find out)."""
 TEMPLATES = 20_000
 """Distinct events a fixed-load run cycles through (each sent with a fresh id and time)."""
 PATHS = ("baseline", "segue_ingest", "segue_decide")
@@ -167,6 +172,18 @@ def loads(
     return runs
 
 
+def steady(drained: dict[str, Any]) -> str:
+    """A drain's steady rate as the progress lines give it.
+
+    >>> steady({"steady_events_per_second": 5012.5}), steady({"steady_events_per_second": None})
+    ('5,012.5 events/s steady', 'no steady rate (the drain was too short to tell one)')
+    """
+    rate = drained["steady_events_per_second"]
+    if rate is None:
+        return "no steady rate (the drain was too short to tell one)"
+    return f"{rate:,} events/s steady"
+
+
 def median_drain(drains: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """The drain with the median steady rate (of an even number, the lower middle one),
     with every drain's steady rate, in the order they ran.
@@ -190,8 +207,8 @@ def run(
     drains: int = DRAINS,
 ) -> dict[str, Any]:
     """Measure ``paths`` (all by default) at ``rates`` (default: 1,000/s, 5,000/s and 80%
-    of each path's saturation, the median of ``drains`` drains); ``seconds`` 0 runs no
-    fixed loads."""
+    of each path's first drain), and each path's saturation as the median of ``drains``
+    drains; ``seconds`` 0 runs no fixed loads."""
     tag = uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="segue-bench-e2e-"))
     kafka_dir = tmp / "kafka"
@@ -271,24 +288,17 @@ def run(
 
         if "baseline" in paths:
             say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
-            n, measured = len(raw_backlog), []
-            for i in range(drains):
-                # Each in a group of its own, from the earliest offset; the last one goes
-                # on to the fixed loads, the backlog behind it.
-                loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}-{i}")
-                launched = time.monotonic()
-                pid = loop.start()
-                try:
-                    one = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
-                    measured.append(one)
-                    say(f"  baseline {one['steady_events_per_second']:,} events/s steady")
-                    if i < drains - 1:
-                        continue
-                    sat = median_drain(measured)
-                    go = offer("baseline", pid, raw_in, raw_out, decide_templates)
-                    runs = loads("baseline", sat, go, seconds, rates) if seconds else []
-                finally:
-                    loop.stop()
+            loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
+            launched = time.monotonic()
+            pid = loop.start()
+            try:
+                n = len(raw_backlog)
+                sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                say(f"  baseline {steady(sat)}")
+                go = offer("baseline", pid, raw_in, raw_out, decide_templates)
+                runs = loads("baseline", sat, go, seconds, rates) if seconds else []
+            finally:
+                loop.stop()
             result["baseline"] = {
                 "events": len(raw_backlog),
                 "saturation": sat,
@@ -305,22 +315,8 @@ def run(
             settings = apps[path]
             log = tmp / f"worker-{path}.log"
             say(f"{label}: a worker on a backlog of {n:,} (log: {log})")
-            measured = []
-            for i in range(drains):
-                # The first worker's group and tables are the fixed loads' (the backlog
-                # behind them); the others have their own, from the earliest offset.
-                each, each_log = settings, log
-                if i:
-                    each = replace(settings, app_id=f"{settings.app_id}-{i}", web_port=free_port())
-                    each_log = log.with_suffix(f".{i}.log")
-                one = measure_segue(each, n, brokers, each_log)
-                if i:
-                    # Its tables' changelogs and internal topics are no one's now: the
-                    # fixed loads after meet no more partitions than after one drain.
-                    asyncio.run(delete_created(each, internal_only=True))
-                measured.append(one)
-                say(f"  {path} {one['steady_events_per_second']:,} events/s steady")
-            sat = median_drain(measured)
+            sat = measure_segue(settings, n, brokers, log)
+            say(f"  {path} {steady(sat)}")
             if not seconds:
                 result[path] = {"events": n, "saturation": sat, "fixed_loads": []}
                 continue
@@ -333,6 +329,32 @@ def run(
             finally:
                 stop_worker(started)
             result[path] = {"events": n, "saturation": sat, "fixed_loads": runs}
+
+        # The further drains (DRAINS), after every fixed load.
+        for path in [p for p in PATHS if p in result and drains > 1]:
+            n = result[path]["events"]
+            say(f"{NAMES[path]}: {drains - 1} more drains of its backlog of {n:,}")
+            measured = [result[path]["saturation"]]
+            for i in range(1, drains):
+                if path == "baseline":
+                    # A group of its own, from the earliest offset.
+                    loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}-{i}")
+                    launched = time.monotonic()
+                    pid = loop.start()
+                    try:
+                        one = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                    finally:
+                        loop.stop()
+                else:
+                    # A group and tables of its own; its topics are no one's after it.
+                    each = replace(
+                        apps[path], app_id=f"{apps[path].app_id}-{i}", web_port=free_port()
+                    )
+                    one = measure_segue(each, n, brokers, tmp / f"worker-{path}.{i}.log")
+                    asyncio.run(delete_created(each, internal_only=True))
+                say(f"  {path} {steady(one)}")
+                measured.append(one)
+            result[path]["saturation"] = median_drain(measured)
         result |= {"marker_every": MARKER_EVERY, "run_seconds_per_load": seconds}
     finally:
         if not external:
