@@ -68,7 +68,7 @@ from benchmarks.ingest import (
 )
 from benchmarks.loadgen import Template, fixed_load, stamp_on_append
 from benchmarks.openloop import fixed_rates, template_rest
-from benchmarks.procstats import CANNOT_RUN
+from benchmarks.procstats import CANNOT_RUN, Measured
 from benchmarks.rawloop import RawLoop
 from benchmarks.results_io import machine, speed_index_ms, write_result
 from benchmarks.workers import start_worker, stop_worker
@@ -192,8 +192,15 @@ def median_drain(drains: Sequence[dict[str, Any]]) -> dict[str, Any]:
     {'steady_events_per_second': 5.0, 'drains_steady_events_per_second': [5.0, None, 7.0, 6.0]}
     """
     ranked = sorted(drains, key=lambda d: d["steady_events_per_second"] or 0.0)
-    steady = [d["steady_events_per_second"] for d in drains]
-    return ranked[(len(ranked) - 1) // 2] | {"drains_steady_events_per_second": steady}
+    rates = [d["steady_events_per_second"] for d in drains]
+    return ranked[(len(ranked) - 1) // 2] | {"drains_steady_events_per_second": rates}
+
+
+def raw_drain(loop: RawLoop, events: int, brokers: Sequence[int]) -> tuple[int, Measured]:
+    """Start the raw loop and drain its backlog of ``events``: its pid and the drain."""
+    launched = time.monotonic()
+    pid = loop.start()
+    return pid, drain("baseline", pid, events, brokers, loop.count, loop.check, launched)
 
 
 def run(
@@ -289,11 +296,8 @@ def run(
         if "baseline" in paths:
             say(f"(a) baseline: raw aiokafka loop on a backlog of {len(raw_backlog):,}")
             loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}")
-            launched = time.monotonic()
-            pid = loop.start()
             try:
-                n = len(raw_backlog)
-                sat = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                pid, sat = raw_drain(loop, len(raw_backlog), brokers)
                 say(f"  baseline {steady(sat)}")
                 go = offer("baseline", pid, raw_in, raw_out, decide_templates)
                 runs = loads("baseline", sat, go, seconds, rates) if seconds else []
@@ -331,7 +335,7 @@ def run(
             result[path] = {"events": n, "saturation": sat, "fixed_loads": runs}
 
         # The further drains (DRAINS), after every fixed load.
-        for path in [p for p in PATHS if p in result and drains > 1]:
+        for path in [p for p in PATHS if p in result] if drains > 1 else []:
             n = result[path]["events"]
             say(f"{NAMES[path]}: {drains - 1} more drains of its backlog of {n:,}")
             measured = [result[path]["saturation"]]
@@ -339,10 +343,8 @@ def run(
                 if path == "baseline":
                     # A group of its own, from the earliest offset.
                     loop = RawLoop(bootstrap, raw_in, raw_out, f"bench-raw-{tag}-{i}")
-                    launched = time.monotonic()
-                    pid = loop.start()
                     try:
-                        one = drain("baseline", pid, n, brokers, loop.count, loop.check, launched)
+                        _, one = raw_drain(loop, n, brokers)
                     finally:
                         loop.stop()
                 else:
